@@ -1,0 +1,145 @@
+//! Image intake shared by the services that take images: sniff the format
+//! from the bytes, read the declared dimensions from the header, refuse a
+//! decompression bomb before a single pixel is decoded, then decode with the
+//! decoder's own allocation limit as a second fence.
+
+use crate::error::ApiError;
+use http::StatusCode;
+use image::{DynamicImage, ImageFormat, ImageReader};
+use std::io::Cursor;
+
+/// Formats the services accept, as the original template did.
+pub const ACCEPTED: [ImageFormat; 5] =
+    [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Gif, ImageFormat::WebP, ImageFormat::Bmp];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Declared width × height above this is refused before decoding.
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        // 40 MP covers any phone photo; at 4 bytes a pixel that is 160 MB decoded.
+        Self { max_width: 16_384, max_height: 16_384, max_pixels: 40_000_000 }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    #[error("the request body is empty; send an image")]
+    Empty,
+    #[error("the body is not a JPEG, PNG, GIF, WebP or BMP image")]
+    UnsupportedFormat,
+    #[error("the image declares {width}x{height} pixels, over the limit of {max_pixels} pixels (at most {max_width}x{max_height})")]
+    TooLarge { width: u32, height: u32, max_pixels: u64, max_width: u32, max_height: u32 },
+    #[error("the image could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        let (status, code) = match e {
+            ImageError::Empty => (StatusCode::BAD_REQUEST, "empty_body"),
+            ImageError::UnsupportedFormat => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image_format"),
+            ImageError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+            ImageError::Corrupt(_) => (StatusCode::BAD_REQUEST, "invalid_image"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// The format of `bytes`, judged by magic numbers only.
+pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| ImageError::UnsupportedFormat)?;
+    if ACCEPTED.contains(&format) {
+        Ok(format)
+    } else {
+        Err(ImageError::UnsupportedFormat)
+    }
+}
+
+/// Declared dimensions, read from the header alone, checked against `limits`.
+pub fn checked_dimensions(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &ImageLimits,
+) -> Result<(u32, u32), ImageError> {
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let too_large = width > limits.max_width
+        || height > limits.max_height
+        || u64::from(width) * u64::from(height) > limits.max_pixels;
+    if too_large {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+            max_width: limits.max_width,
+            max_height: limits.max_height,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(ImageError::Corrupt("the image has no pixels".into()));
+    }
+    Ok((width, height))
+}
+
+/// Sniff, check the declared size, decode. The decoder also gets an
+/// allocation cap, in case a format lies in its header.
+pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
+    let format = sniff(bytes)?;
+    checked_dimensions(bytes, format, limits)?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(decoder_limits(limits));
+    reader.decode().map_err(|e| ImageError::Corrupt(e.to_string()))
+}
+
+/// The `image` crate's own limits for `limits`: dimensions, and an
+/// allocation budget of 8 bytes a pixel (RGBA16, the widest we decode).
+pub fn decoder_limits(limits: &ImageLimits) -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_width);
+    l.max_image_height = Some(limits.max_height);
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = image::GrayImage::new(width, height);
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
+        out
+    }
+
+    #[test]
+    fn empty_and_unknown_bodies_are_refused() {
+        assert_eq!(sniff(b""), Err(ImageError::Empty));
+        assert_eq!(sniff(b"hello, not an image"), Err(ImageError::UnsupportedFormat));
+    }
+
+    #[test]
+    fn declared_size_over_the_pixel_limit_is_refused_before_decoding() {
+        let limits = ImageLimits { max_width: 100, max_height: 100, max_pixels: 50 * 50 };
+        let bytes = png(60, 60);
+        assert!(matches!(decode(&bytes, &limits), Err(ImageError::TooLarge { width: 60, .. })));
+        assert!(decode(&png(50, 50), &limits).is_ok());
+    }
+
+    #[test]
+    fn a_truncated_png_is_corrupt() {
+        let bytes = png(64, 64);
+        let cut = &bytes[..bytes.len() / 2];
+        assert!(matches!(decode(cut, &ImageLimits::default()), Err(ImageError::Corrupt(_))));
+    }
+}
