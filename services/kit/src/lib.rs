@@ -1,10 +1,28 @@
 //! The one shared library every service is built on.
 //!
 //! A service crate holds its domain; everything about being a service in this
-//! stack lives here, so a reader who knows one service knows all three.
+//! stack lives here, so a reader who knows one service knows all three:
+//! - [`config`]: typed settings from the environment, validated at start-up;
+//! - [`http`]: the request path (route, limits, deadlines, JSON errors) and
+//!   the accept loop with graceful shutdown;
+//! - [`dapr`]: the Dapr HTTP API client (invoke, state, secrets, health);
+//! - [`trace`]: W3C trace context carried through Dapr;
+//! - [`rt`]: the few places native and WASI differ;
+//! - [`imaging`] (feature `imaging`): image intake with pixel limits.
 
+pub mod config;
+pub mod dapr;
 pub mod error;
+pub mod http;
 #[cfg(feature = "imaging")]
 pub mod imaging;
+pub mod rt;
+pub mod telemetry;
+pub mod trace;
 
 pub use error::ApiError;
+
+// Services use these through kit, so the native/WASI renaming lives in one
+// Cargo.toml.
+pub use hyper;
+pub use tokio;

@@ -1,0 +1,455 @@
+//! A thin client for the Dapr HTTP API v1.0, over the same hyper client on
+//! native and WASI (no Dapr SDK builds for WASI).
+//!
+//! Every call takes the caller's [`TraceContext`] and forwards it, so daprd
+//! continues the trace. Every error names the Dapr call and what went wrong.
+
+use crate::config::DaprConfig;
+use crate::trace::TraceContext;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
+use http::{Method, StatusCode};
+use hyper::client::HttpConnector;
+use hyper::{Body, Client, Request};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaprError {
+    #[error("dapr {op}: the sidecar at {url} is unreachable: {reason}")]
+    Unreachable { op: String, url: String, reason: String },
+    #[error("dapr {op}: no answer within {} ms", .timeout.as_millis())]
+    Timeout { op: String, timeout: Duration },
+    #[error("dapr {op}: ETag mismatch (the item changed since it was read)")]
+    EtagMismatch { op: String },
+    #[error("dapr {op}: answered {status}: {message}")]
+    Status { op: String, status: StatusCode, message: String },
+    #[error("dapr {op}: unexpected answer: {message}")]
+    Decode { op: String, message: String },
+}
+
+impl DaprError {
+    /// The Dapr operation that failed, e.g. `state.save statestore`.
+    pub fn op(&self) -> &str {
+        match self {
+            Self::Unreachable { op, .. }
+            | Self::Timeout { op, .. }
+            | Self::EtagMismatch { op }
+            | Self::Status { op, .. }
+            | Self::Decode { op, .. } => op,
+        }
+    }
+
+    /// A short outcome label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "unreachable",
+            Self::Timeout { .. } => "timeout",
+            Self::EtagMismatch { .. } => "etag_mismatch",
+            Self::Status { .. } => "status",
+            Self::Decode { .. } => "decode",
+        }
+    }
+}
+
+impl From<DaprError> for crate::ApiError {
+    fn from(e: DaprError) -> Self {
+        match e {
+            DaprError::Unreachable { .. } | DaprError::Timeout { .. } => {
+                crate::ApiError::unavailable("dependency_unavailable", e.to_string())
+            }
+            _ => crate::ApiError::bad_gateway("dependency_failed", e.to_string()),
+        }
+    }
+}
+
+/// The answer of a service invocation, whatever its status.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A state item as read, with the ETag to write it back with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateItem {
+    pub value: Value,
+    pub etag: Option<String>,
+}
+
+/// One key of a bulk read: `value` is `None` when the key does not exist.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BulkItem {
+    pub key: String,
+    #[serde(rename = "data", default)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Concurrency {
+    FirstWrite,
+    LastWrite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    Eventual,
+    Strong,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateOptions {
+    pub concurrency: Concurrency,
+    pub consistency: Consistency,
+}
+
+/// One item to save: with `etag` + first-write it only succeeds if the item
+/// is unchanged since it was read (optimistic concurrency).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SaveItem {
+    pub key: String,
+    pub value: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<StateOptions>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl SaveItem {
+    pub fn new(key: impl Into<String>, value: Value) -> Self {
+        Self { key: key.into(), value, etag: None, options: None, metadata: BTreeMap::new() }
+    }
+
+    /// Write only if the stored ETag is still `etag` (`None`: only if absent
+    /// is not expressible in Dapr; first-write without an etag always writes).
+    pub fn if_match(mut self, etag: Option<String>) -> Self {
+        self.etag = etag;
+        self.options = Some(StateOptions { concurrency: Concurrency::FirstWrite, consistency: Consistency::Strong });
+        self
+    }
+
+    /// The store deletes the item by itself after `seconds`.
+    pub fn ttl(mut self, seconds: u64) -> Self {
+        self.metadata.insert("ttlInSeconds".to_owned(), seconds.to_string());
+        self
+    }
+}
+
+/// One operation of a state transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxOp {
+    Upsert(SaveItem),
+    Delete { key: String, etag: Option<String> },
+}
+
+#[derive(Clone)]
+pub struct DaprClient {
+    base: String,
+    token: Option<HeaderValue>,
+    timeout: Duration,
+    http: Client<HttpConnector, Body>,
+}
+
+impl std::fmt::Debug for DaprClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaprClient").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl DaprClient {
+    pub fn new(config: &DaprConfig) -> Result<Self, crate::config::ConfigError> {
+        let token = match &config.api_token {
+            None => None,
+            Some(t) => Some(HeaderValue::from_str(t).map_err(|_| {
+                crate::config::ConfigError::new("DAPR_API_TOKEN", "<hidden>", "not a valid header value")
+            })?),
+        };
+        Ok(Self {
+            base: format!("http://{}:{}", config.host, config.http_port),
+            token,
+            timeout: config.call_timeout,
+            http: Client::builder().pool_idle_timeout(Duration::from_secs(30)).build_http(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        trace: &TraceContext,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Invoked, DaprError> {
+        let url = format!("{}{}", self.base, path);
+        let mut builder = Request::builder().method(method).uri(&url);
+        if let Some(h) = builder.headers_mut() {
+            h.extend(headers);
+            trace.inject(h);
+            if let Some(token) = &self.token {
+                h.insert(API_TOKEN, token.clone());
+            }
+        }
+        let req = builder
+            .body(Body::from(body))
+            .map_err(|e| DaprError::Decode { op: op.to_owned(), message: format!("cannot build the request: {e}") })?;
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let res = self.http.request(req).await?;
+            let (parts, body) = res.into_parts();
+            let body = hyper::body::to_bytes(body).await?;
+            Ok::<_, hyper::Error>(Invoked { status: parts.status, headers: parts.headers, body })
+        })
+        .await;
+        let result = match outcome {
+            Err(_) => Err(DaprError::Timeout { op: op.to_owned(), timeout: self.timeout }),
+            Ok(Err(e)) => Err(DaprError::Unreachable { op: op.to_owned(), url, reason: e.to_string() }),
+            Ok(Ok(invoked)) => Ok(invoked),
+        };
+        tracing::debug!(
+            op,
+            outcome = match &result { Ok(r) => r.status.as_str().to_owned(), Err(e) => e.kind().to_owned() },
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "dapr call"
+        );
+        result
+    }
+
+    /// Turns a non-success answer of Dapr's own API into an error, with
+    /// Dapr's `message` when it sent its JSON error.
+    fn expect_success(op: &str, res: Invoked) -> Result<Invoked, DaprError> {
+        if res.status.is_success() {
+            return Ok(res);
+        }
+        if res.status == StatusCode::CONFLICT {
+            return Err(DaprError::EtagMismatch { op: op.to_owned() });
+        }
+        let message = serde_json::from_slice::<Value>(&res.body)
+            .ok()
+            .and_then(|v| {
+                let code = v.get("errorCode").and_then(Value::as_str).unwrap_or_default().to_owned();
+                v.get("message").and_then(Value::as_str).map(|m| format!("{code} {m}").trim().to_owned())
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&res.body).chars().take(300).collect());
+        Err(DaprError::Status { op: op.to_owned(), status: res.status, message })
+    }
+
+    /// Ready when the sidecar's components are loaded (outbound health),
+    /// which does not depend on this app being up.
+    pub async fn healthz(&self) -> Result<(), DaprError> {
+        let res = self
+            .call("healthz", Method::GET, "/v1.0/healthz/outbound", &TraceContext::default(), HeaderMap::new(), Bytes::new())
+            .await?;
+        Self::expect_success("healthz", res).map(|_| ())
+    }
+
+    /// Polls the sidecar's health until it answers or `within` passes.
+    pub async fn wait_for_sidecar(&self, within: Duration) -> Result<(), DaprError> {
+        let deadline = Instant::now() + within;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match self.healthz().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(match last {
+            Some(DaprError::Unreachable { url, reason, .. }) => DaprError::Unreachable {
+                op: format!("wait for sidecar ({} s)", within.as_secs()),
+                url,
+                reason,
+            },
+            Some(e) => e,
+            None => DaprError::Timeout { op: "wait for sidecar".into(), timeout: within },
+        })
+    }
+
+    /// `POST|GET|… /v1.0/invoke/<app_id>/method/<method>`; any status of the
+    /// target app comes back as it is.
+    pub async fn invoke(
+        &self,
+        trace: &TraceContext,
+        app_id: &str,
+        http_method: Method,
+        method: &str,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<Invoked, DaprError> {
+        let op = format!("invoke {app_id}/{method}");
+        let mut headers = HeaderMap::new();
+        if let Some(ct) = content_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        let path = format!("/v1.0/invoke/{}/method/{}", encode_segment(app_id), method.trim_start_matches('/'));
+        let res = self.call(&op, http_method, &path, trace, headers, body).await?;
+        // Dapr's own failures (target not found, app channel down) come as
+        // its JSON error with ERR_DIRECT_INVOKE; surface them as errors.
+        if res.status.is_server_error() && is_dapr_error(&res.body) {
+            return Self::expect_success(&op, res);
+        }
+        Ok(res)
+    }
+
+    /// Invokes with a JSON body and expects a 2xx JSON answer.
+    pub async fn invoke_json<T: Serialize>(
+        &self,
+        trace: &TraceContext,
+        app_id: &str,
+        method: &str,
+        body: &T,
+    ) -> Result<Value, DaprError> {
+        let op = format!("invoke {app_id}/{method}");
+        let body = serde_json::to_vec(body).map_err(|e| DaprError::Decode { op: op.clone(), message: e.to_string() })?;
+        let res = self.invoke(trace, app_id, Method::POST, method, Some("application/json"), body.into()).await?;
+        let res = Self::expect_success(&op, res)?;
+        if res.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })
+    }
+
+    /// `GET /v1.0/state/<store>/<key>`: `None` when the key does not exist.
+    pub async fn get_state(&self, trace: &TraceContext, store: &str, key: &str) -> Result<Option<StateItem>, DaprError> {
+        let op = format!("state.get {store}");
+        let path = format!("/v1.0/state/{}/{}", encode_segment(store), encode_segment(key));
+        let res = self.call(&op, Method::GET, &path, trace, HeaderMap::new(), Bytes::new()).await?;
+        let res = Self::expect_success(&op, res)?;
+        if res.status == StatusCode::NO_CONTENT || res.body.is_empty() {
+            return Ok(None);
+        }
+        let value = serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })?;
+        let etag = res.headers.get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(Some(StateItem { value, etag }))
+    }
+
+    /// `POST /v1.0/state/<store>/bulk`.
+    pub async fn get_bulk_state(&self, trace: &TraceContext, store: &str, keys: &[String]) -> Result<Vec<BulkItem>, DaprError> {
+        let op = format!("state.bulk {store}");
+        let body = serde_json::json!({ "keys": keys, "parallelism": 10 });
+        let res = self.post_json(&op, &format!("/v1.0/state/{}/bulk", encode_segment(store)), trace, &body).await?;
+        serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })
+    }
+
+    /// `POST /v1.0/state/<store>`; an ETag conflict is [`DaprError::EtagMismatch`].
+    pub async fn save_state(&self, trace: &TraceContext, store: &str, items: &[SaveItem]) -> Result<(), DaprError> {
+        let op = format!("state.save {store}");
+        self.post_json(&op, &format!("/v1.0/state/{}", encode_segment(store)), trace, &items).await.map(|_| ())
+    }
+
+    /// `DELETE /v1.0/state/<store>/<key>`, with `If-Match` when `etag` is given.
+    pub async fn delete_state(&self, trace: &TraceContext, store: &str, key: &str, etag: Option<&str>) -> Result<(), DaprError> {
+        let op = format!("state.delete {store}");
+        let mut headers = HeaderMap::new();
+        if let Some(etag) = etag {
+            let v = HeaderValue::from_str(etag).map_err(|e| DaprError::Decode { op: op.clone(), message: e.to_string() })?;
+            headers.insert(IF_MATCH, v);
+        }
+        let path = format!("/v1.0/state/{}/{}", encode_segment(store), encode_segment(key));
+        let res = self.call(&op, Method::DELETE, &path, trace, headers, Bytes::new()).await?;
+        Self::expect_success(&op, res).map(|_| ())
+    }
+
+    /// `POST /v1.0/state/<store>/transaction`: all or nothing.
+    pub async fn transaction(&self, trace: &TraceContext, store: &str, ops: &[TxOp]) -> Result<(), DaprError> {
+        let op = format!("state.transaction {store}");
+        let operations: Vec<Value> = ops
+            .iter()
+            .map(|o| match o {
+                TxOp::Upsert(item) => serde_json::json!({ "operation": "upsert", "request": item }),
+                TxOp::Delete { key, etag } => {
+                    let mut request = serde_json::json!({ "key": key });
+                    if let Some(etag) = etag {
+                        request["etag"] = Value::from(etag.clone());
+                    }
+                    serde_json::json!({ "operation": "delete", "request": request })
+                }
+            })
+            .collect();
+        let body = serde_json::json!({ "operations": operations });
+        self.post_json(&op, &format!("/v1.0/state/{}/transaction", encode_segment(store)), trace, &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /v1.0/secrets/<store>/<key>`: the secret's name/value map.
+    pub async fn get_secret(&self, trace: &TraceContext, store: &str, key: &str) -> Result<HashMap<String, String>, DaprError> {
+        let op = format!("secrets.get {store}/{key}");
+        let path = format!("/v1.0/secrets/{}/{}", encode_segment(store), encode_segment(key));
+        let res = self.call(&op, Method::GET, &path, trace, HeaderMap::new(), Bytes::new()).await?;
+        let res = Self::expect_success(&op, res)?;
+        serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })
+    }
+
+    async fn post_json<T: Serialize + ?Sized>(&self, op: &str, path: &str, trace: &TraceContext, body: &T) -> Result<Invoked, DaprError> {
+        let body = serde_json::to_vec(body).map_err(|e| DaprError::Decode { op: op.to_owned(), message: e.to_string() })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let res = self.call(op, Method::POST, path, trace, headers, body.into()).await?;
+        Self::expect_success(op, res)
+    }
+}
+
+fn is_dapr_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("errorCode").and_then(Value::as_str).map(|c| c.starts_with("ERR_")))
+        .unwrap_or(false)
+}
+
+/// Percent-encodes one URL path segment (keys may hold `:` of IPv6, spaces…).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_items_serialise_as_dapr_expects() {
+        let item = SaveItem::new("k", serde_json::json!({"a": 1})).if_match(Some("7".into())).ttl(30);
+        let v = serde_json::to_value(&item).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "key": "k", "value": {"a": 1}, "etag": "7",
+                "options": {"concurrency": "first-write", "consistency": "strong"},
+                "metadata": {"ttlInSeconds": "30"}
+            })
+        );
+        let plain = serde_json::to_value(SaveItem::new("k", Value::from(1))).expect("json");
+        assert_eq!(plain, serde_json::json!({"key": "k", "value": 1}));
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("last-seen:2001:db8::1"), "last-seen%3A2001%3Adb8%3A%3A1");
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -1,0 +1,553 @@
+//! The one request path every service shares: route, shed load, limit and
+//! time the body, carry the trace context, call the handler with a deadline,
+//! turn errors into JSON, log the outcome. Plus the accept loop with graceful
+//! shutdown, the same on native and WASI.
+//!
+//! [`Server::handle`] takes a `hyper::Request` and needs no socket, so routers
+//! are testable in-process; [`Server::serve`] puts it on a listener.
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::trace::TraceContext;
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, StatusCode, Uri};
+use hyper::body::HttpBody;
+use hyper::server::conn::Http;
+use hyper::service::service_fn;
+use hyper::{Body, Request, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+pub type Reply = Response<Body>;
+pub type HandlerResult = Result<Reply, ApiError>;
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Arc<dyn Fn(Req) -> BoxFuture<HandlerResult> + Send + Sync>;
+
+/// A request as handlers see it: the body already read within the limits.
+#[derive(Debug)]
+pub struct Req {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub peer: SocketAddr,
+    /// The matched route template (never the raw path: safe as a label).
+    pub route: &'static str,
+    pub trace: TraceContext,
+}
+
+impl Req {
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.uri.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// A query parameter parsed as `T`; a malformed value is a 400.
+    pub fn query_as<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.query(name) {
+            None => Ok(None),
+            Some(raw) => raw.parse().map(Some).map_err(|_| {
+                ApiError::bad_request("invalid_query", format!("query parameter {name}={raw:?} is not valid"))
+            }),
+        }
+    }
+
+    /// The body as JSON of type `T`; anything else is a 400 saying why.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request("empty_body", "the request body is empty; send JSON"));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON for this route: {e}")))
+    }
+
+    /// Whether the `Accept` header names `mime` (exactly, ignoring parameters).
+    pub fn accepts(&self, mime: &str) -> bool {
+        self.headers
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| item.split(';').next().map(str::trim) == Some(mime))
+    }
+
+    /// The client this request is accounted to: the TCP peer.
+    pub fn client_ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> HandlerResult {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))?;
+    Ok(with_body(status, "application/json", body))
+}
+
+/// A plain-text answer.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Reply {
+    with_body(status, "text/plain; charset=utf-8", body.into().into_bytes())
+}
+
+/// An answer with `content_type`.
+pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+/// The JSON error answer for `err`.
+pub fn error_reply(err: &ApiError) -> Reply {
+    let mut res = with_body(err.status, "application/json", err.body_json().into_bytes());
+    if let Some(secs) = err.retry_after {
+        res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
+}
+
+struct Route {
+    method: Method,
+    path: &'static str,
+    handler: Handler,
+}
+
+enum Found<'a> {
+    Route(&'a Route),
+    WrongMethod(String),
+    Nothing,
+}
+
+/// Exact-path routes: the services have few, fixed paths.
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn route<F, Fut>(mut self, method: Method, path: &'static str, handler: F) -> Self
+    where
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
+        self.routes.push(Route { method, path, handler });
+        self
+    }
+
+    fn find(&self, method: &Method, path: &str) -> Found<'_> {
+        let mut allowed = Vec::new();
+        for route in self.routes.iter().filter(|r| r.path == path) {
+            if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
+                return Found::Route(route);
+            }
+            allowed.push(route.method.as_str());
+        }
+        if allowed.is_empty() {
+            Found::Nothing
+        } else {
+            Found::WrongMethod(allowed.join(", "))
+        }
+    }
+}
+
+/// A router with the server's limits applied.
+pub struct Server {
+    router: Router,
+    config: ServerConfig,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Server {
+    pub fn new(router: Router, config: ServerConfig) -> Arc<Self> {
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        Arc::new(Self { router, config, in_flight })
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// One request, start to finish. Never fails: every error is an answer.
+    pub async fn handle(&self, req: Request<Body>, peer: SocketAddr) -> Reply {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (route, result) = self.dispatch(req, peer).await;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(err) => {
+                if err.status.is_server_error() {
+                    tracing::warn!(%method, route, status = err.status.as_u16(), code = err.code, error = %err.message, "request failed");
+                }
+                error_reply(&err)
+            }
+        };
+        tracing::info!(
+            %method,
+            route,
+            path = %path,
+            status = reply.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            client = %peer.ip(),
+            "request"
+        );
+        reply
+    }
+
+    async fn dispatch(&self, req: Request<Body>, peer: SocketAddr) -> (&'static str, HandlerResult) {
+        let route = match self.router.find(req.method(), req.uri().path()) {
+            Found::Route(route) => route,
+            Found::WrongMethod(allowed) => {
+                let mut reply = error_reply(&ApiError::method_not_allowed(&allowed));
+                if let Ok(v) = HeaderValue::from_str(&allowed) {
+                    reply.headers_mut().insert(ALLOW, v);
+                }
+                return ("unmatched", Ok(reply));
+            }
+            Found::Nothing => {
+                return ("unmatched", Err(ApiError::not_found(format!("no route {} {}", req.method(), req.uri().path()))))
+            }
+        };
+        // Backpressure: past the limit, answer at once rather than queue.
+        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+            return (route.path, Err(ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")));
+        };
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body, &parts.headers, &self.config).await {
+            Ok(body) => body,
+            Err(err) => return (route.path, Err(err)),
+        };
+        let req = Req {
+            trace: TraceContext::from_headers(&parts.headers),
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+            peer,
+            route: route.path,
+        };
+        let result = match tokio::time::timeout(self.config.request_timeout, (route.handler)(req)).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::unavailable(
+                "timeout",
+                format!("the request took longer than {} ms", self.config.request_timeout.as_millis()),
+            )),
+        };
+        (route.path, result)
+    }
+
+    /// Accepts connections until `shutdown` resolves, then stops accepting,
+    /// lets in-flight requests finish within the grace period, and returns.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection task holds a sender; when all are dropped, all are done.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let server = self.clone();
+                        let stop = stop_rx.clone();
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            server.connection(stream, peer, stop).await;
+                            drop(done);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors or similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        let grace = self.config.shutdown_grace;
+        if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests still running after the grace period");
+        }
+        Ok(())
+    }
+
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+        let server = self.clone();
+        let service = service_fn(move |req| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+        });
+        let mut http = Http::new();
+        http.http1_only(true).http1_header_read_timeout(self.config.header_read_timeout);
+        let conn = http.serve_connection(stream, service);
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, client = %peer, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+        }
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, client = %peer, "connection ended with an error during shutdown");
+        }
+    }
+}
+
+/// Reads the body within the size limit and the body deadline. A declared
+/// length over the limit is refused before reading anything.
+async fn read_body(mut body: Body, headers: &HeaderMap, config: &ServerConfig) -> Result<Bytes, ApiError> {
+    let limit = config.max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let read = async {
+        let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request("body_read_failed", format!("the request body could not be read: {e}")))?;
+            if buf.len() + chunk.len() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(config.body_read_timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} ms", config.body_read_timeout.as_millis()),
+        )),
+    }
+}
+
+/// Binds the service's listener; port 0 picks a free one (tests).
+pub async fn bind(config: &ServerConfig) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::new(config.host, config.port)).await
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Liveness and readiness: `GET /healthz` answers as long as the process
+/// serves; `GET /readyz` runs every probe and answers 503 naming the failing ones.
+pub type Probe = Arc<dyn Fn() -> BoxFuture<Result<(), String>> + Send + Sync>;
+
+pub fn probe<F, Fut>(f: F) -> Probe
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(f()))
+}
+
+impl Router {
+    pub fn with_health(self, service: &'static str, probes: Vec<(&'static str, Probe)>) -> Self {
+        let probes = Arc::new(probes);
+        self.route(Method::GET, "/healthz", move |_req| async move {
+            json(StatusCode::OK, &serde_json::json!({"status": "ok", "service": service, "runtime": crate::rt::RUNTIME}))
+        })
+        .route(Method::GET, "/readyz", move |_req| {
+            let probes = probes.clone();
+            async move {
+                let mut checks = serde_json::Map::new();
+                let mut failing = Vec::new();
+                for (name, probe) in probes.iter() {
+                    let outcome = probe().await;
+                    checks.insert((*name).to_owned(), serde_json::Value::from(match &outcome {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => e.clone(),
+                    }));
+                    if let Err(e) = outcome {
+                        failing.push(format!("{name}: {e}"));
+                    }
+                }
+                let status = if failing.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let mut body = serde_json::json!({
+                    "status": if failing.is_empty() { "ready" } else { "not_ready" },
+                    "service": service,
+                    "runtime": crate::rt::RUNTIME,
+                    "checks": checks,
+                });
+                if !failing.is_empty() {
+                    body["error"] = serde_json::json!({"code": "not_ready", "message": failing.join("; ")});
+                }
+                json(status, &body)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn server(router: Router, env: &[(&str, &str)]) -> Arc<Server> {
+        let src: HashMap<&str, &str> = env.iter().copied().collect();
+        Server::new(router, ServerConfig::from_source(&src, 0).expect("config"))
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40000))
+    }
+
+    async fn body_json(reply: Reply) -> serde_json::Value {
+        let bytes = hyper::body::to_bytes(reply.into_body()).await.expect("body");
+        serde_json::from_slice(&bytes).expect("json body")
+    }
+
+    fn echo() -> Router {
+        Router::new().route(Method::POST, "/echo", |req: Req| async move {
+            Ok(with_body(StatusCode::OK, "application/octet-stream", req.body.to_vec()))
+        })
+    }
+
+    #[tokio::test]
+    async fn unknown_route_and_wrong_method_are_json_errors() {
+        let s = server(echo(), &[]);
+        let r = s.handle(Request::get("/nope").body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body_json(r).await["error"]["code"], "not_found");
+        let r = s.handle(Request::get("/echo").body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers().get(ALLOW).map(|v| v.as_bytes()), Some(&b"POST"[..]));
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
+        let s = server(echo(), &[("MAX_BODY_BYTES", "10")]);
+        let r = s.handle(Request::post("/echo").body(Body::from("0123456789")).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = s.handle(Request::post("/echo").body(Body::from("0123456789a")).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body_json(r).await["error"]["code"], "payload_too_large");
+        // Streamed with no Content-Length: counted as it arrives.
+        let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("012345"), Ok("678901")];
+        let r = s
+            .handle(Request::post("/echo").body(Body::wrap_stream(futures_util::stream::iter(chunks))).expect("req"), peer())
+            .await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_gets_408() {
+        let s = server(echo(), &[("BODY_READ_TIMEOUT_MS", "50")]);
+        let (_sender, body) = Body::channel();
+        let req = Request::post("/echo").header(CONTENT_LENGTH, "5").body(body).expect("req");
+        let r = s.handle(req, peer()).await;
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_gets_503_with_retry_after() {
+        let router = Router::new().route(Method::GET, "/slow", |_req| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(text(StatusCode::OK, "late"))
+        });
+        let s = server(router, &[("REQUEST_TIMEOUT_MS", "30")]);
+        let r = s.handle(Request::get("/slow").body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key(RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn query_and_accept_helpers() {
+        let router = Router::new().route(Method::GET, "/q", |req: Req| async move {
+            let limit: Option<u32> = req.query_as("limit")?;
+            json(StatusCode::OK, &serde_json::json!({
+                "limit": limit, "name": req.query("name"), "json": req.accepts("application/json")
+            }))
+        });
+        let s = server(router, &[]);
+        let req = Request::get("/q?limit=5&name=a%20b").header(ACCEPT, "text/html, application/json;q=0.9").body(Body::empty()).expect("req");
+        let v = body_json(s.handle(req, peer()).await).await;
+        assert_eq!(v, serde_json::json!({"limit": 5, "name": "a b", "json": true}));
+        let r = s.handle(Request::get("/q?limit=x").body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn readiness_names_the_failing_probe() {
+        let router = Router::new().with_health(
+            "svc",
+            vec![("sidecar", probe(|| async { Ok(()) })), ("database", probe(|| async { Err("refused".to_owned()) }))],
+        );
+        let s = server(router, &[]);
+        let r = s.handle(Request::get("/healthz").body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = s.handle(Request::get("/readyz").body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let v = body_json(r).await;
+        assert_eq!(v["checks"]["database"], "refused");
+        assert_eq!(v["checks"]["sidecar"], "ok");
+    }
+
+    #[tokio::test]
+    async fn serve_stops_on_shutdown_and_lets_the_request_in_flight_finish() {
+        let router = Router::new().route(Method::GET, "/slow", |_req| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(text(StatusCode::OK, "done"))
+        });
+        let s = server(router, &[]);
+        let listener = bind(s.config()).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(s.serve(listener, async { let _ = stop_rx.await; }));
+        let client = hyper::Client::new();
+        let request = tokio::spawn(client.get(format!("http://{addr}/slow").parse().expect("uri")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stop_tx.send(());
+        let res = request.await.expect("join").expect("the in-flight request completes");
+        assert_eq!(res.status(), StatusCode::OK);
+        serving.await.expect("join").expect("serve");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+    }
+}
