@@ -4,7 +4,7 @@
 use crate::dequantize::{dequantize_tflite, DequantizeError};
 use crate::ClassifyError;
 use std::path::Path;
-use tract_tflite::prelude::*;
+use tract_tflite::internal::*;
 
 /// Which backend runs the model. Only the pure-Rust one exists today; a
 /// WasmEdge TFLite-plugin backend would be a second variant behind a cargo

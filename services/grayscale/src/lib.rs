@@ -1,1 +1,166 @@
-//! image-api-grayscale domain.
+//! image-api-grayscale domain: image bytes in, grayscale PNG bytes out.
+//!
+//! Two pure steps, public so the service can time and trace each:
+//! [`decode_luma`] (limit-checked intake, then straight to 8-bit luma) and
+//! [`encode_png`]; [`grayscale_png`] runs both. No I/O, no clocks, no threads.
+//!
+//! What "grayscale" means here:
+//! - JPEG: the image's own luma channel Y (BT.601 weights), decoded without
+//!   ever building RGB. RGB/CMYK JPEGs get the same BT.601 weights.
+//! - PNG, GIF, WebP, BMP: the `image` crate's luma (BT.709), as the original
+//!   template's `grayscale()` did.
+//!
+//! The two differ by a few levels on saturated colours; both are standard.
+//! Output is always 8-bit. Transparency is kept (gray + alpha PNG) unless
+//! every pixel is opaque. An animated GIF gives its first frame.
+//!
+//! Determinism: decoding and encoding are integer code (zune-jpeg's SIMD and
+//! scalar IDCTs agree bit for bit; a test checks it), so a given input gives
+//! the same PNG bytes natively and in `wasm32-wasip1`.
+
+mod deflate;
+mod jpeg;
+mod png;
+
+use image::{DynamicImage, ImageFormat};
+use kit::imaging::{self, ImageError, ImageLimits};
+use kit::ApiError;
+
+/// An 8-bit grayscale image, optionally with alpha.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LumaImage {
+    pub width: u32,
+    pub height: u32,
+    /// `pixels` interleaves gray and alpha (2 bytes a pixel) when true.
+    pub has_alpha: bool,
+    /// Row-major, no padding.
+    pub pixels: Vec<u8>,
+    /// What the bytes were, for metrics and logs.
+    pub source_format: ImageFormat,
+}
+
+impl LumaImage {
+    /// Bytes a pixel: 1 (gray) or 2 (gray, alpha).
+    pub fn channels(&self) -> u8 {
+        if self.has_alpha {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// The answer: a grayscale PNG and what is worth recording about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrayPng {
+    pub png: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub has_alpha: bool,
+    pub source_format: ImageFormat,
+}
+
+impl GrayPng {
+    /// The PNG as standard base64, the template's response body.
+    pub fn base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&self.png)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GrayscaleError {
+    /// The upload: empty, not an accepted format, too large, or corrupt.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Our side: the image could not be written as PNG.
+    #[error("the grayscale PNG could not be encoded: {0}")]
+    Encode(String),
+}
+
+impl From<GrayscaleError> for ApiError {
+    fn from(e: GrayscaleError) -> Self {
+        match e {
+            // Keeps kit's statuses: 400 empty/invalid, 413 too large, 415 format.
+            GrayscaleError::Image(e) => e.into(),
+            GrayscaleError::Encode(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// Decode `bytes` to grayscale and encode that as PNG.
+pub fn grayscale_png(bytes: &[u8], limits: &ImageLimits) -> Result<GrayPng, GrayscaleError> {
+    let luma = decode_luma(bytes, limits)?;
+    let png = encode_png(&luma)?;
+    Ok(GrayPng {
+        png,
+        width: luma.width,
+        height: luma.height,
+        has_alpha: luma.has_alpha,
+        source_format: luma.source_format,
+    })
+}
+
+/// Sniff the format, refuse a too-large declared size before decoding
+/// anything, then decode to 8-bit luma (see the crate docs for the maths).
+pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<LumaImage, GrayscaleError> {
+    let format = imaging::sniff(bytes)?;
+    let (width, height) = imaging::checked_dimensions(bytes, format, limits)?;
+    if format == ImageFormat::Jpeg {
+        let pixels = jpeg::decode_luma(bytes, limits)?;
+        return luma_image(width, height, false, pixels, format);
+    }
+    // Other formats through kit's intake (decoder allocation cap included).
+    let decoded = imaging::decode(bytes, limits)?;
+    let (w, h) = (decoded.width(), decoded.height());
+    let (has_alpha, pixels) = to_luma(decoded);
+    luma_image(w, h, has_alpha, pixels, format)
+}
+
+/// PNG bytes for `luma` (8-bit gray or gray + alpha).
+pub fn encode_png(luma: &LumaImage) -> Result<Vec<u8>, GrayscaleError> {
+    let expected = u64::from(luma.width) * u64::from(luma.height) * u64::from(luma.channels());
+    if luma.width == 0 || luma.height == 0 || expected != luma.pixels.len() as u64 {
+        return Err(GrayscaleError::Encode(format!(
+            "{} bytes do not make a {}x{} image of {} byte(s) a pixel",
+            luma.pixels.len(),
+            luma.width,
+            luma.height,
+            luma.channels()
+        )));
+    }
+    Ok(png::encode(&luma.pixels, luma.width, luma.height, luma.channels()))
+}
+
+/// The decoder's pixel count must match the header we checked the limits on.
+fn luma_image(
+    width: u32,
+    height: u32,
+    has_alpha: bool,
+    pixels: Vec<u8>,
+    source_format: ImageFormat,
+) -> Result<LumaImage, GrayscaleError> {
+    let channels = if has_alpha { 2 } else { 1 };
+    if pixels.len() as u64 != u64::from(width) * u64::from(height) * channels {
+        return Err(ImageError::Corrupt(format!(
+            "decoded {} bytes for a {width}x{height} image",
+            pixels.len()
+        ))
+        .into());
+    }
+    Ok(LumaImage { width, height, has_alpha, pixels, source_format })
+}
+
+/// `image`'s luma (BT.709), with alpha only if some pixel is not opaque.
+fn to_luma(img: DynamicImage) -> (bool, Vec<u8>) {
+    if !img.color().has_alpha() {
+        return (false, img.into_luma8().into_raw());
+    }
+    let la = img.into_luma_alpha8().into_raw();
+    if la.chunks_exact(2).all(|p| p[1] == u8::MAX) {
+        // GIF frames always come as RGBA: do not pay 2 bytes a pixel for nothing.
+        (false, la.chunks_exact(2).map(|p| p[0]).collect())
+    } else {
+        (true, la)
+    }
+}

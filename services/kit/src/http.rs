@@ -348,8 +348,9 @@ async fn read_body(mut body: Body, headers: &HeaderMap, config: &ServerConfig) -
 }
 
 /// Binds the service's listener; port 0 picks a free one (tests).
-pub async fn bind(config: &ServerConfig) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::new(config.host, config.port)).await
+pub async fn bind(config: &ServerConfig) -> Result<TcpListener, crate::StartError> {
+    let addr = SocketAddr::new(config.host, config.port);
+    TcpListener::bind(addr).await.map_err(|source| crate::StartError::Bind { addr, source })
 }
 
 fn percent_decode(s: &str) -> String {

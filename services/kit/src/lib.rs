@@ -20,7 +20,7 @@ pub mod rt;
 pub mod telemetry;
 pub mod trace;
 
-pub use error::ApiError;
+pub use error::{ApiError, StartError};
 
 // Services use these through kit, so the native/WASI renaming lives in one
 // Cargo.toml.

@@ -1,0 +1,161 @@
+//! Start-up and routes. The database URL comes from the Dapr secret store,
+//! never from this process's environment.
+
+use crate::migrate::{self, Migrator, RunOptions};
+use crate::store::{DbSettings, EventStore, NewEvent};
+use kit::config::{self, DaprConfig, ServerConfig, Source};
+use kit::dapr::DaprClient;
+use kit::http::{self, probe, Req, Router, Server};
+use kit::hyper::{Method, StatusCode};
+use kit::trace::TraceContext;
+use kit::{ApiError, StartError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const APP_ID: &str = "events-service";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub dapr: DaprConfig,
+    /// Secret holding the MySQL URL (`DB_URL_SECRET`, nested with `:`).
+    pub db_url_secret: String,
+    pub db: DbSettings,
+    /// `GET /events` page size when `?limit=` is absent, and its ceiling.
+    pub page_default: u32,
+    pub page_max: u32,
+}
+
+impl Config {
+    pub fn from_source(src: &dyn Source) -> Result<Self, StartError> {
+        let page_max = config::in_range("EVENTS_PAGE_MAX", config::var(src, "EVENTS_PAGE_MAX", 1000u32)?, 1..=100_000)?;
+        Ok(Self {
+            server: ServerConfig::from_source(src, 9007)?,
+            dapr: DaprConfig::from_source(src, APP_ID, 3505)?,
+            db_url_secret: config::var(src, "DB_URL_SECRET", "DB_URL:MYSQL".to_owned())?,
+            db: DbSettings {
+                pool_max: config::in_range("DB_POOL_MAX", config::var(src, "DB_POOL_MAX", 10usize)?, 1..=1000)?,
+                timeout: config::millis(src, "DB_TIMEOUT_MS", Duration::from_secs(5))?,
+            },
+            page_default: config::in_range("EVENTS_PAGE_DEFAULT", config::var(src, "EVENTS_PAGE_DEFAULT", 100u32)?, 1..=page_max)?,
+            page_max,
+        })
+    }
+}
+
+struct State {
+    store: EventStore,
+    migrator: Migrator,
+    dapr: DaprClient,
+    config: Config,
+}
+
+pub struct App {
+    server: Arc<Server>,
+    listener: kit::tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Binds first (daprd waits for the app port), then waits for the
+    /// sidecar and reads the database URL through it.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let listener = http::bind(&config.server).await?;
+        let addr = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+        let dapr = DaprClient::new(&config.dapr)?;
+        dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
+        let secret = dapr.get_secret(&TraceContext::default(), &config.dapr.secret_store, &config.db_url_secret).await?;
+        let url = secret.get(&config.db_url_secret).or_else(|| secret.values().next()).ok_or_else(|| {
+            StartError::Other(format!("secret {} in store {} is empty", config.db_url_secret, config.dapr.secret_store))
+        })?;
+        let store = EventStore::new(url, &config.db).map_err(|e| StartError::Other(e.to_string()))?;
+        let migrator = Migrator::new(migrate::embedded().map_err(|e| StartError::Other(e.to_string()))?);
+        tracing::info!(%addr, secret_store = %config.dapr.secret_store, "database URL read from the secret store");
+        let server_config = config.server.clone();
+        let state = Arc::new(State { store, migrator, dapr, config });
+        Ok(Self { server: Server::new(routes(state), server_config), listener, addr })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), StartError> {
+        self.server
+            .serve(self.listener, kit::rt::shutdown_signal())
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))
+    }
+}
+
+fn routes(state: Arc<State>) -> Router {
+    let (s1, s2, s3, s4, s5) = (state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
+    Router::new()
+        .route(Method::GET, "/", |_req| async {
+            Ok(http::text(StatusCode::OK, "The valid endpoints are /init /create_event /events"))
+        })
+        .route(Method::GET, "/init", move |_req| init(s1.clone()))
+        .route(Method::POST, "/create_event", move |req| create_event(s2.clone(), req))
+        .route(Method::GET, "/events", move |req| events(s3.clone(), req))
+        .with_health(
+            APP_ID,
+            vec![
+                ("sidecar", probe(move || {
+                    let s = s4.clone();
+                    async move { s.dapr.healthz().await.map_err(|e| e.to_string()) }
+                })),
+                ("database", probe(move || {
+                    let s = s5.clone();
+                    async move { s.store.ping().await.map_err(|e| e.to_string()) }
+                })),
+            ],
+        )
+}
+
+/// Applies pending migrations, the same code as `migrate up`.
+async fn init(state: Arc<State>) -> http::HandlerResult {
+    let mut conn = state.store.conn().await?;
+    let report = state.migrator.up(&mut conn, RunOptions::default()).await.map_err(migrate_error)?;
+    let applied: Vec<_> = report.steps.iter().map(|(v, name, _)| format!("{v:04}_{name}")).collect();
+    http::json(StatusCode::OK, &serde_json::json!({ "status": true, "applied": applied }))
+}
+
+fn migrate_error(e: migrate::MigrateError) -> ApiError {
+    use migrate::MigrateError as M;
+    match e {
+        M::Db(db) => crate::store::classify(db).into(),
+        M::Locked(_) => ApiError::unavailable("migration_locked", e.to_string()),
+        M::Dirty { .. } | M::Drift { .. } | M::Missing { .. } => ApiError::new(StatusCode::CONFLICT, "migration_conflict", e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+async fn create_event(state: Arc<State>, req: Req) -> http::HandlerResult {
+    let event: NewEvent = req.json()?;
+    event.validate()?;
+    let id = state.store.insert(&event).await?;
+    http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id }))
+}
+
+async fn events(state: Arc<State>, req: Req) -> http::HandlerResult {
+    let limit = req.query_as::<u32>("limit")?.unwrap_or(state.config.page_default);
+    if limit == 0 || limit > state.config.page_max {
+        return Err(ApiError::bad_request("invalid_query", format!("limit must be between 1 and {}", state.config.page_max)));
+    }
+    let before_id = req.query_as::<u64>("before_id")?;
+    let page = state.store.list(limit, before_id).await?;
+    let mut reply = http::json(StatusCode::OK, &page)?;
+    // A full page may have more behind it: say where the next one starts.
+    if let (true, Some(last)) = (page.len() == limit as usize, page.last()) {
+        let link = format!("</events?limit={limit}&before_id={}>; rel=\"next\"", last.id);
+        if let Ok(v) = kit::hyper::header::HeaderValue::from_str(&link) {
+            reply.headers_mut().insert(kit::hyper::header::LINK, v);
+        }
+    }
+    Ok(reply)
+}
+
+pub fn config_from_env() -> Result<Config, StartError> {
+    Config::from_source(&config::Env)
+}

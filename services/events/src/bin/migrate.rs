@@ -1,0 +1,166 @@
+//! `migrate`: the schema's only way in. Same runner as `GET /init`.
+
+use events::migrate::{self, MigrateError, Migrator, RunOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "\
+usage: migrate [--database-url URL] [--dir DIR] [--lock-timeout SECS] COMMAND
+commands:
+  up [--to VERSION] [--dry-run]     apply pending migrations (up to VERSION)
+  down [--to VERSION] [--dry-run]   revert the latest migration (or all above VERSION)
+  status                            print every migration and its state
+  verify                            exit 1 if any migration is dirty, drifted or missing
+  new NAME                          create the next NNNN_NAME.up.sql / .down.sql pair
+  force VERSION [--pending]         after a manual repair: mark VERSION applied (or pending)
+DATABASE_URL is read when --database-url is absent; --dir defaults to ./migrations.";
+
+struct Args {
+    url: Option<String>,
+    dir: PathBuf,
+    lock_timeout: Duration,
+    command: String,
+    positional: Vec<String>,
+    to: Option<u64>,
+    dry_run: bool,
+    pending: bool,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        url: std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()),
+        dir: PathBuf::from("migrations"),
+        lock_timeout: Duration::from_secs(30),
+        command: String::new(),
+        positional: Vec::new(),
+        to: None,
+        dry_run: false,
+        pending: false,
+    };
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--database-url" => a.url = Some(value("--database-url")?),
+            "--dir" => a.dir = PathBuf::from(value("--dir")?),
+            "--lock-timeout" => {
+                let secs = value("--lock-timeout")?.parse().map_err(|_| "--lock-timeout takes seconds")?;
+                a.lock_timeout = Duration::from_secs(secs);
+            }
+            "--to" => a.to = Some(value("--to")?.parse().map_err(|_| "--to takes a version number")?),
+            "--dry-run" => a.dry_run = true,
+            "--pending" => a.pending = true,
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s if a.command.is_empty() => a.command = s.to_owned(),
+            s => a.positional.push(s.to_owned()),
+        }
+    }
+    if a.command.is_empty() {
+        return Err("no command".into());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("migrate: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match kit::tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("migrate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode, MigrateError> {
+    let migrations = migrate::from_dir(&args.dir)?;
+    if args.command == "new" {
+        let name = args.positional.first().map(String::as_str).unwrap_or_default();
+        let (up, down) = migrate::new_file_names(&migrations, name)?;
+        for (file, text) in [(&up, "-- Write the change here.\n"), (&down, "-- Undo the up script here.\n")] {
+            let path = args.dir.join(file);
+            std::fs::write(&path, text).map_err(|e| MigrateError::Io { dir: args.dir.display().to_string(), reason: e.to_string() })?;
+            println!("created {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(url) = args.url.as_deref() else {
+        eprintln!("migrate: give --database-url or set DATABASE_URL");
+        return Ok(ExitCode::from(2));
+    };
+    let pool = mysql_async::Pool::new(mysql_async::Opts::from_url(url).map_err(|e| MigrateError::BadFile {
+        file: "--database-url".into(),
+        reason: e.to_string(),
+    })?);
+    let mut conn = pool.get_conn().await?;
+    let migrator = Migrator::new(migrations).with_lock_timeout(args.lock_timeout);
+    let opts = RunOptions { to: args.to, dry_run: args.dry_run };
+    let code = match args.command.as_str() {
+        "up" | "down" => {
+            let report = if args.command == "up" { migrator.up(&mut conn, opts).await? } else { migrator.down(&mut conn, opts).await? };
+            let verb = match (args.command.as_str(), report.dry_run) {
+                ("up", false) => "applied",
+                ("up", true) => "would apply",
+                (_, false) => "reverted",
+                (_, true) => "would revert",
+            };
+            if report.steps.is_empty() {
+                println!("nothing to do");
+            }
+            for (version, name, ms) in &report.steps {
+                if report.dry_run {
+                    println!("{verb} {version:04}_{name}");
+                } else {
+                    println!("{verb} {version:04}_{name} in {ms} ms");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        "status" => {
+            print!("{}", migrate::render_status(&migrator.status(&mut conn).await?));
+            ExitCode::SUCCESS
+        }
+        "verify" => {
+            let problems = migrator.verify(&mut conn).await?;
+            for p in &problems {
+                println!("{p}");
+            }
+            if problems.is_empty() {
+                println!("ok: {} migrations, no drift, nothing dirty", migrator.migrations().len());
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        "force" => {
+            let version = args.positional.first().and_then(|v| v.parse().ok()).ok_or(MigrateError::UnknownVersion(0))?;
+            migrator.force(&mut conn, version, !args.pending).await?;
+            println!("migration {version:04} marked {}", if args.pending { "pending" } else { "applied" });
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("migrate: unknown command {other}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    };
+    drop(conn);
+    let _ = pool.disconnect().await;
+    Ok(code)
+}
