@@ -1,1 +1,2 @@
-
+//! The integration tests live in `e2e/main.rs` (one test binary); the
+//! harness they share is the `stack` crate.

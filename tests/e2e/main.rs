@@ -1,1 +1,7 @@
+//! One test binary for the whole stack. Each test starts the components it
+//! needs through the `stack` harness (free ports, its own folder, processes
+//! that die with this binary), so tests run in parallel without sharing state.
 
+mod events;
+mod migrations;
+mod support;

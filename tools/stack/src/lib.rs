@@ -1,1 +1,91 @@
-//! stack
+//! One launcher for the real components, used by `make up` (through
+//! `stackctl`) and by every integration test (through [`Stack`]).
+//!
+//! Everything listens on 127.0.0.1. Tests take free ports chosen at run time
+//! and attached processes that die with the test binary; `make up` takes the
+//! documented fixed ports and detached processes recorded by pid.
+
+pub mod client;
+pub mod daprd;
+pub mod mariadb;
+pub mod paths;
+pub mod process;
+pub mod redis;
+pub mod service;
+pub mod stack;
+
+pub use client::{HttpClient, Reply};
+pub use process::Mode;
+pub use service::{Runtime, Service};
+pub use stack::{Stack, StackOptions};
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Msg(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl Error {
+    pub fn msg(m: impl Into<String>) -> Self {
+        Error::Msg(m.into())
+    }
+
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// A port free on 127.0.0.1 now, never handed out twice by this process.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+        if port == 0 {
+            continue;
+        }
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// Polls `check` until it returns `Ok(true)` or `timeout` passes; `Err` from
+/// `check` aborts at once (the process died, say).
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, Error>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::msg(format!("{what}: not ready within {} s", timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh id for names of databases, folders and the like.
+pub fn unique_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}_{n}_{:x}", std::process::id(), nanos & 0xffff)
+}

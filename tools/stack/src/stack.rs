@@ -1,0 +1,287 @@
+//! A whole stack: Redis, MariaDB (when events-service is in it), and each
+//! service beside its own daprd, all on 127.0.0.1.
+
+use crate::client::HttpClient;
+use crate::daprd::{Sidecar, SidecarPorts, SidecarSpec};
+use crate::mariadb::MariaDb;
+use crate::process::{Mode, Proc};
+use crate::redis::Redis;
+use crate::service::{Runtime, Service};
+use crate::{paths, wait_until, Error};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OnceCell};
+
+/// Where the events database lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// One MariaDB per test binary, a fresh database per stack.
+    Shared,
+    /// A MariaDB of this stack's own, on `port` (fault tests stop it).
+    Own { port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub services: Vec<Service>,
+    pub runtime: Runtime,
+    pub mode: Mode,
+    /// `make up` uses the documented ports; tests take free ones.
+    pub fixed_ports: bool,
+    pub dir: PathBuf,
+    pub database: Database,
+    pub redis_port: u16,
+    /// Extra settings for every service (e.g. smaller limits in a test).
+    pub service_env: Vec<(String, String)>,
+    pub log_level: String,
+}
+
+impl StackOptions {
+    /// A test stack: free ports, attached processes, a fresh scratch folder.
+    pub fn test(services: &[Service]) -> Self {
+        Self {
+            services: services.to_vec(),
+            runtime: Runtime::Native,
+            mode: Mode::Attached,
+            fixed_ports: false,
+            dir: paths::scratch_dir().join(format!("stack-{}", crate::unique_id())),
+            database: Database::Shared,
+            redis_port: crate::free_port(),
+            service_env: Vec::new(),
+            log_level: "info".into(),
+        }
+    }
+
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.service_env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn with_own_database(mut self) -> Self {
+        self.database = Database::Own { port: crate::free_port() };
+        self
+    }
+}
+
+/// One service, running beside its sidecar.
+#[derive(Debug)]
+pub struct RunningService {
+    pub service: Service,
+    pub app_port: u16,
+    pub sidecar: Sidecar,
+    env: Vec<(String, String)>,
+    runtime: Runtime,
+    mode: Mode,
+    log: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl RunningService {
+    /// A URL on the app itself (bypassing the sidecar).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{}", self.app_port, path.trim_start_matches('/'))
+    }
+
+    /// A URL through the sidecar's invoke API, as other services call it.
+    pub fn invoke_url(&self, path: &str) -> String {
+        self.sidecar.invoke_url(path)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    fn launch(&mut self) -> Result<(), Error> {
+        let cmd = self.runtime.command(self.service, &self.env);
+        self.proc = Some(Proc::spawn(self.service.app_id(), cmd, &self.log, self.mode.clone())?);
+        Ok(())
+    }
+
+    /// kill -9 the app (its sidecar stays).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    pub async fn restart(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.kill();
+        self.launch()?;
+        self.wait_ready(timeout).await
+    }
+
+    /// Waits for `/healthz` on the app, then for daprd's own health.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), Error> {
+        let client = HttpClient::new(Duration::from_secs(2));
+        let url = self.url("/healthz");
+        let name = self.service.app_id();
+        let log = self.log.clone();
+        let proc = &mut self.proc;
+        wait_until(name, timeout, || {
+            let running = proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                if !running {
+                    return Err(Error::msg(format!("{name} exited")));
+                }
+                Ok(client.get(&url).await.map(|r| r.status.is_success()).unwrap_or(false))
+            }
+        })
+        .await
+        .map_err(|e| Error::msg(format!("{e}\n--- {name} log ---\n{}", crate::process::tail(&log, 25))))?;
+        self.sidecar.wait_healthy(timeout).await
+    }
+}
+
+/// A running stack. Attached stacks stop when dropped.
+#[derive(Debug)]
+pub struct Stack {
+    pub dir: PathBuf,
+    pub redis: Redis,
+    /// Present when the stack has its own MariaDB.
+    pub mariadb: Option<MariaDb>,
+    /// The events database URL (what the secret store holds).
+    pub database_url: Option<String>,
+    pub services: Vec<RunningService>,
+    pub client: HttpClient,
+    pub runtime: Runtime,
+}
+
+static SHARED_MARIADB: OnceCell<Arc<Mutex<MariaDb>>> = OnceCell::const_new();
+
+/// The test binary's MariaDB, started on first use.
+pub async fn shared_mariadb() -> Result<Arc<Mutex<MariaDb>>, Error> {
+    SHARED_MARIADB
+        .get_or_try_init(|| async {
+            let dir = paths::scratch_dir().join(format!("mariadb-{}", crate::unique_id()));
+            let db = MariaDb::start(&dir, crate::free_port(), Mode::Attached).await?;
+            Ok::<_, Error>(Arc::new(Mutex::new(db)))
+        })
+        .await
+        .cloned()
+}
+
+const STARTUP: Duration = Duration::from_secs(90);
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Result<Stack, Error> {
+        let dir = opts.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
+        let logs = dir.join("logs");
+        let pid_file = |name: &str| match &opts.mode {
+            Mode::Attached => Mode::Attached,
+            Mode::Detached { .. } => Mode::Detached { pid_file: dir.join("run").join(format!("{name}.pid")) },
+        };
+
+        let redis = Redis::start(&dir.join("redis"), opts.redis_port, pid_file("redis")).await?;
+
+        let (mariadb, database_url) = if opts.services.contains(&Service::Events) {
+            match &opts.database {
+                Database::Own { port } => {
+                    let db = MariaDb::start(&dir.join("mariadb"), *port, pid_file("mariadb")).await?;
+                    let url = db.create_database("events")?;
+                    (Some(db), Some(url))
+                }
+                Database::Shared => {
+                    let shared = shared_mariadb().await?;
+                    let db = shared.lock().await;
+                    let url = db.create_database(&format!("events_{}", crate::unique_id()))?;
+                    (None, Some(url))
+                }
+            }
+        } else {
+            (None, None)
+        };
+
+        // The local-file secret store reads this; only events-service may.
+        let secrets_file = dir.join("secrets.json");
+        let secrets = serde_json::json!({ "DB_URL": { "MYSQL": database_url.clone().unwrap_or_default() } });
+        std::fs::write(&secrets_file, secrets.to_string()).map_err(|e| Error::io(&secrets_file, e))?;
+
+        let mut services = Vec::new();
+        let mut ordered = opts.services.clone();
+        ordered.sort();
+        for service in ordered {
+            let (app_port, ports) = if opts.fixed_ports {
+                (service.app_port(), service.sidecar_ports())
+            } else {
+                (crate::free_port(), SidecarPorts::free())
+            };
+            let mut env: Vec<(String, String)> = vec![
+                ("APP_ID".into(), service.app_id().into()),
+                ("APP_PORT".into(), app_port.to_string()),
+                ("DAPR_HTTP_PORT".into(), ports.http.to_string()),
+                ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+            ];
+            env.extend(service.env());
+            env.extend(opts.service_env.iter().cloned());
+            let spec = SidecarSpec {
+                app_id: service.app_id().into(),
+                app_port,
+                ports,
+                resources_dir: paths::components_dir(),
+                config_file: paths::components_dir().join("config.yaml"),
+                workdir: dir.clone(),
+                env: vec![
+                    ("REDIS_HOST".into(), redis.address()),
+                    ("SECRETS_FILE".into(), secrets_file.display().to_string()),
+                ],
+                log_level: opts.log_level.clone(),
+            };
+            let sidecar = Sidecar::start(spec, &logs.join(format!("daprd-{}.log", service.app_id())), pid_file(&format!("daprd-{}", service.app_id())))?;
+            let mut running = RunningService {
+                service,
+                app_port,
+                sidecar,
+                env,
+                runtime: opts.runtime,
+                mode: pid_file(service.app_id()),
+                log: logs.join(format!("{}.log", service.app_id())),
+                proc: None,
+            };
+            running.launch()?;
+            services.push(running);
+        }
+        for s in &mut services {
+            s.wait_ready(STARTUP).await?;
+        }
+        Ok(Stack {
+            dir,
+            redis,
+            mariadb,
+            database_url,
+            services,
+            client: HttpClient::default(),
+            runtime: opts.runtime,
+        })
+    }
+
+    pub fn service(&self, service: Service) -> &RunningService {
+        self.services
+            .iter()
+            .find(|s| s.service == service)
+            .unwrap_or_else(|| panic!("{} is not part of this stack", service.app_id()))
+    }
+
+    pub fn service_mut(&mut self, service: Service) -> &mut RunningService {
+        self.services
+            .iter_mut()
+            .find(|s| s.service == service)
+            .unwrap_or_else(|| panic!("{} is not part of this stack", service.app_id()))
+    }
+
+    /// Waits until `f` holds, for checks that settle (recovery after a fault).
+    pub async fn eventually<F, Fut>(&self, what: &str, timeout: Duration, f: F) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Error>>,
+    {
+        wait_until(what, timeout, f).await
+    }
+}
