@@ -3,5 +3,7 @@
 //! that die with this binary), so tests run in parallel without sharing state.
 
 mod events;
+mod flow;
+mod image_input;
 mod migrations;
 mod support;

@@ -18,9 +18,7 @@
 //! re-verifies the result when it loads it.
 
 use std::collections::HashMap;
-use tract_tflite::tflite::{
-    root_as_model, Buffer, Model, QuantizationDetails, Tensor, TensorType,
-};
+use tract_tflite::tflite::{root_as_model, Buffer, Model, QuantizationDetails, Tensor, TensorType};
 
 /// Why a model could not be dequantized; the caller attaches the path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,15 +57,21 @@ pub fn dequantize_tflite(original: &[u8]) -> Result<Vec<u8>, DequantizeError> {
     let mut empty_quantization: Option<usize> = None;
     let mut rewritten: HashMap<u32, Rewrite> = HashMap::new();
 
-    let subgraphs = model.subgraphs().ok_or_else(|| invalid("the model has no subgraphs"))?;
+    let subgraphs = model
+        .subgraphs()
+        .ok_or_else(|| invalid("the model has no subgraphs"))?;
     for subgraph in subgraphs {
-        let tensors = subgraph.tensors().ok_or_else(|| invalid("a subgraph has no tensors"))?;
+        let tensors = subgraph
+            .tensors()
+            .ok_or_else(|| invalid("a subgraph has no tensors"))?;
         for tensor in tensors {
             // tract unwraps these two; refuse here rather than panic there.
             if tensor.shape().is_none() || tensor.name().is_none() {
                 return Err(invalid("a tensor has no shape or no name"));
             }
-            let Some(rewrite) = quantized(&tensor)? else { continue };
+            let Some(rewrite) = quantized(&tensor)? else {
+                continue;
+            };
             if tensor.buffer() != 0 {
                 rewrite_buffer(&model, &tensor, &rewrite, &mut rewritten, &mut out)?;
             }
@@ -99,15 +103,21 @@ fn unsupported(what: impl Into<String>) -> DequantizeError {
 /// The quantization of `tensor` if it is one this module rewrites.
 fn quantized(tensor: &Tensor<'_>) -> Result<Option<Rewrite>, DequantizeError> {
     let ty = tensor.type_();
-    let Some(q) = tensor.quantization() else { return Ok(None) };
-    let (Some(scale), Some(zero_point)) = (q.scale(), q.zero_point()) else { return Ok(None) };
+    let Some(q) = tensor.quantization() else {
+        return Ok(None);
+    };
+    let (Some(scale), Some(zero_point)) = (q.scale(), q.zero_point()) else {
+        return Ok(None);
+    };
     if scale.is_empty() {
         // min/max only (a calibration leftover): tract ignores it too.
         return Ok(None);
     }
     let name = tensor.name().unwrap_or("?");
     if !matches!(ty, TensorType::UINT8 | TensorType::INT8 | TensorType::INT32) {
-        return Err(unsupported(format!("tensor {name:?}: quantized {ty:?} tensors")));
+        return Err(unsupported(format!(
+            "tensor {name:?}: quantized {ty:?} tensors"
+        )));
     }
     if q.details_type() != QuantizationDetails::NONE {
         return Err(unsupported(format!("tensor {name:?}: custom quantization")));
@@ -117,7 +127,10 @@ fn quantized(tensor: &Tensor<'_>) -> Result<Option<Rewrite>, DequantizeError> {
     }
     let scales: Vec<f32> = scale.iter().collect();
     let zero_points: Vec<i64> = zero_point.iter().collect();
-    let shape: Vec<i32> = tensor.shape().map(|s| s.iter().collect()).unwrap_or_default();
+    let shape: Vec<i32> = tensor
+        .shape()
+        .map(|s| s.iter().collect())
+        .unwrap_or_default();
     let axis = q.quantized_dimension();
     let channels = scales.len().max(zero_points.len());
     let fits = |n: usize| n == 1 || n == channels;
@@ -127,10 +140,18 @@ fn quantized(tensor: &Tensor<'_>) -> Result<Option<Rewrite>, DequantizeError> {
     if channels > 1 {
         let dim = usize::try_from(axis).ok().and_then(|a| shape.get(a));
         if dim.and_then(|&d| usize::try_from(d).ok()) != Some(channels) {
-            return Err(invalid("per-channel quantization does not match the tensor shape"));
+            return Err(invalid(
+                "per-channel quantization does not match the tensor shape",
+            ));
         }
     }
-    Ok(Some(Rewrite { ty, shape, scales, zero_points, axis }))
+    Ok(Some(Rewrite {
+        ty,
+        shape,
+        scales,
+        zero_points,
+        axis,
+    }))
 }
 
 /// Append the float data of `tensor`'s buffer and point the buffer at it.
@@ -142,7 +163,9 @@ fn rewrite_buffer(
     out: &mut Vec<u8>,
 ) -> Result<(), DequantizeError> {
     let index = tensor.buffer();
-    let buffers = model.buffers().ok_or_else(|| invalid("the model has no buffers"))?;
+    let buffers = model
+        .buffers()
+        .ok_or_else(|| invalid("the model has no buffers"))?;
     if index as usize >= buffers.len() {
         return Err(invalid("a tensor names a buffer that does not exist"));
     }
@@ -154,12 +177,15 @@ fn rewrite_buffer(
         return if previous == rewrite {
             Ok(())
         } else {
-            Err(unsupported("one buffer shared by differently quantized tensors"))
+            Err(unsupported(
+                "one buffer shared by differently quantized tensors",
+            ))
         };
     }
     let floats = dequantize_values(data.bytes(), rewrite)?;
     let vector = append_f32_vector(out, &floats);
-    let field = field_pos(&buffer._tab, Buffer::VT_DATA).ok_or_else(|| invalid("buffer data field vanished"))?;
+    let field = field_pos(&buffer._tab, Buffer::VT_DATA)
+        .ok_or_else(|| invalid("buffer data field vanished"))?;
     point_to(out, field, vector)?;
     done.insert(index, rewrite.clone());
     Ok(())
@@ -201,7 +227,11 @@ fn dequantize_values(raw: &[u8], rewrite: &Rewrite) -> Result<Vec<f32>, Dequanti
         .iter()
         .enumerate()
         .map(|(i, &q)| {
-            let channel = if channels > 1 { (i / stride) % channels } else { 0 };
+            let channel = if channels > 1 {
+                (i / stride) % channels
+            } else {
+                0
+            };
             let scale = f64::from(rewrite.scales[pick(rewrite.scales.len(), channel)]);
             let zero_point = rewrite.zero_points[pick(rewrite.zero_points.len(), channel)];
             // f64 so large int32 biases keep their precision until the end.
@@ -221,8 +251,11 @@ fn field_pos(table: &flatbuffers::Table<'_>, slot: u16) -> Option<usize> {
 /// Overwrite the tensor's type byte with FLOAT32.
 fn set_float32(tensor: &Tensor<'_>, out: &mut [u8]) -> Result<(), DequantizeError> {
     // A non-FLOAT32 type (the schema default) is always stored, so present.
-    let pos = field_pos(&tensor._tab, Tensor::VT_TYPE_).ok_or_else(|| invalid("tensor type field missing"))?;
-    let byte = out.get_mut(pos).ok_or_else(|| invalid("tensor type out of bounds"))?;
+    let pos = field_pos(&tensor._tab, Tensor::VT_TYPE_)
+        .ok_or_else(|| invalid("tensor type field missing"))?;
+    let byte = out
+        .get_mut(pos)
+        .ok_or_else(|| invalid("tensor type out of bounds"))?;
     *byte = TensorType::FLOAT32.0 as u8;
     Ok(())
 }
@@ -233,7 +266,9 @@ fn point_to(out: &mut [u8], field: usize, target: usize) -> Result<(), Dequantiz
         .checked_sub(field)
         .and_then(|d| u32::try_from(d).ok())
         .ok_or_else(|| unsupported("the float model would exceed the 2 GB flatbuffer limit"))?;
-    let slot = out.get_mut(field..field + 4).ok_or_else(|| invalid("offset field out of bounds"))?;
+    let slot = out
+        .get_mut(field..field + 4)
+        .ok_or_else(|| invalid("offset field out of bounds"))?;
     slot.copy_from_slice(&offset.to_le_bytes());
     Ok(())
 }
@@ -277,7 +312,13 @@ mod tests {
     use super::*;
 
     fn rewrite(ty: TensorType, shape: &[i32], scales: &[f32], zps: &[i64], axis: i32) -> Rewrite {
-        Rewrite { ty, shape: shape.to_vec(), scales: scales.to_vec(), zero_points: zps.to_vec(), axis }
+        Rewrite {
+            ty,
+            shape: shape.to_vec(),
+            scales: scales.to_vec(),
+            zero_points: zps.to_vec(),
+            axis,
+        }
     }
 
     #[test]
@@ -290,8 +331,14 @@ mod tests {
     #[test]
     fn int32_bias() {
         let r = rewrite(TensorType::INT32, &[2], &[0.25], &[0], 0);
-        let raw: Vec<u8> = [-8i32, 100_000].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(dequantize_values(&raw, &r).expect("dequantize"), vec![-2.0, 25_000.0]);
+        let raw: Vec<u8> = [-8i32, 100_000]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            dequantize_values(&raw, &r).expect("dequantize"),
+            vec![-2.0, 25_000.0]
+        );
     }
 
     #[test]
@@ -314,16 +361,25 @@ mod tests {
     #[test]
     fn size_mismatch_is_an_error_not_a_panic() {
         let r = rewrite(TensorType::UINT8, &[3], &[1.0], &[0], 0);
-        assert!(matches!(dequantize_values(&[1, 2], &r), Err(DequantizeError::Invalid(_))));
+        assert!(matches!(
+            dequantize_values(&[1, 2], &r),
+            Err(DequantizeError::Invalid(_))
+        ));
     }
 
     #[test]
     fn garbage_is_not_tflite() {
         assert_eq!(dequantize_tflite(b""), Err(DequantizeError::NotTflite));
         assert_eq!(dequantize_tflite(b"hello"), Err(DequantizeError::NotTflite));
-        assert!(matches!(dequantize_tflite(b"\0\0\0\0TFL3"), Err(DequantizeError::Invalid(_))));
+        assert!(matches!(
+            dequantize_tflite(b"\0\0\0\0TFL3"),
+            Err(DequantizeError::Invalid(_))
+        ));
         let mut fake = vec![0u8; 64];
         fake[4..8].copy_from_slice(b"TFL3");
-        assert!(matches!(dequantize_tflite(&fake), Err(DequantizeError::Invalid(_))));
+        assert!(matches!(
+            dequantize_tflite(&fake),
+            Err(DequantizeError::Invalid(_))
+        ));
     }
 }

@@ -57,7 +57,10 @@ pub struct Prediction {
 impl Prediction {
     /// The one-line answer the original demo gave.
     pub fn sentence(&self) -> String {
-        format!("{} is detected with {}/255 confidence", self.label, self.score)
+        format!(
+            "{} is detected with {}/255 confidence",
+            self.label, self.score
+        )
     }
 }
 
@@ -102,7 +105,13 @@ impl Classifier {
         labels: Vec<String>,
         top_k: usize,
     ) -> Result<Self, ClassifyError> {
-        Self::with_backend(backend, labels, Path::new("<labels>"), top_k, Instant::now())
+        Self::with_backend(
+            backend,
+            labels,
+            Path::new("<labels>"),
+            top_k,
+            Instant::now(),
+        )
     }
 
     fn with_backend(
@@ -119,7 +128,12 @@ impl Classifier {
                 outputs: backend.output_len(),
             });
         }
-        Ok(Self { backend, labels, top_k, load_duration: started.elapsed() })
+        Ok(Self {
+            backend,
+            labels,
+            top_k,
+            load_duration: started.elapsed(),
+        })
     }
 
     /// How long [`Classifier::load`] took (labels, model parse, dequantize,
@@ -138,14 +152,22 @@ impl Classifier {
     }
 
     /// The whole request: image bytes to the best `top_k` predictions.
-    pub fn classify(&self, image_bytes: &[u8], limits: &ImageLimits) -> Result<Vec<Prediction>, ClassifyError> {
+    pub fn classify(
+        &self,
+        image_bytes: &[u8],
+        limits: &ImageLimits,
+    ) -> Result<Vec<Prediction>, ClassifyError> {
         let input = self.preprocess(image_bytes, limits)?;
         let probabilities = self.infer(&input)?;
         Ok(self.top_k(&probabilities))
     }
 
     /// Decode (limit-checked), resize to the model's input, normalise.
-    pub fn preprocess(&self, image_bytes: &[u8], limits: &ImageLimits) -> Result<Vec<f32>, ClassifyError> {
+    pub fn preprocess(
+        &self,
+        image_bytes: &[u8],
+        limits: &ImageLimits,
+    ) -> Result<Vec<f32>, ClassifyError> {
         let image = kit::imaging::decode(image_bytes, limits)?.into_rgb8();
         let (width, height) = self.input_size();
         Ok(preprocess::to_input(&image, width, height))
@@ -166,7 +188,11 @@ impl Classifier {
 pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
     let mut order: Vec<usize> = (0..probabilities.len().min(labels.len())).collect();
     // total_cmp: a NaN cannot break the sort.
-    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        probabilities[b]
+            .total_cmp(&probabilities[a])
+            .then(a.cmp(&b))
+    });
     order
         .into_iter()
         .take(k)
@@ -181,8 +207,10 @@ pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Predicti
 
 /// One label per line; a trailing newline or CR is not a label.
 pub fn read_labels(path: &Path) -> Result<Vec<String>, ClassifyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ClassifyError::LabelsUnreadable { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ClassifyError::LabelsUnreadable {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(text.lines().map(|l| l.trim_end().to_owned()).collect())
 }
 

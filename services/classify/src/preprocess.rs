@@ -56,7 +56,10 @@ pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
 
 /// The model input for `image`: resized, then normalised.
 pub fn to_input(image: &RgbImage, width: u32, height: u32) -> Vec<f32> {
-    resize_bilinear(image, width, height).into_iter().map(normalise).collect()
+    resize_bilinear(image, width, height)
+        .into_iter()
+        .map(normalise)
+        .collect()
 }
 
 #[cfg(test)]
@@ -83,7 +86,10 @@ mod tests {
         // 4x1 → 2x1 samples source columns 0 and 2, like TFLite.
         let img = RgbImage::from_fn(4, 1, |x, _| image::Rgb([x as u8 * 50; 3]));
         let out = resize_bilinear(&img, 2, 1);
-        assert_eq!(out.chunks(3).map(|p| p[0]).collect::<Vec<_>>(), vec![0, 100]);
+        assert_eq!(
+            out.chunks(3).map(|p| p[0]).collect::<Vec<_>>(),
+            vec![0, 100]
+        );
     }
 
     #[test]

@@ -91,11 +91,22 @@ pub fn checked_dimensions(
     Ok((width, height))
 }
 
-/// Sniff, check the declared size, decode. The decoder also gets an
-/// allocation cap, in case a format lies in its header.
-pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
+/// Sniff and check the declared size: everything to know before decoding.
+/// A JPEG must also run to its end-of-image marker: decoders paint a
+/// truncated upload's missing part gray and call it a success.
+pub fn intake(bytes: &[u8], limits: &ImageLimits) -> Result<(ImageFormat, u32, u32), ImageError> {
     let format = sniff(bytes)?;
-    checked_dimensions(bytes, format, limits)?;
+    let (width, height) = checked_dimensions(bytes, format, limits)?;
+    if format == ImageFormat::Jpeg && !jpeg_reaches_end_of_image(bytes) {
+        return Err(ImageError::Corrupt("the JPEG data stops before its end-of-image marker (truncated?)".into()));
+    }
+    Ok((format, width, height))
+}
+
+/// [`intake`], then decode. The decoder also gets an allocation cap, in
+/// case a format lies in its header.
+pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
+    let (format, _, _) = intake(bytes, limits)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decoder_limits(limits));
     reader.decode().map_err(|e| ImageError::Corrupt(e.to_string()))
@@ -109,6 +120,64 @@ pub fn decoder_limits(limits: &ImageLimits) -> image::Limits {
     l.max_image_height = Some(limits.max_height);
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8));
     l
+}
+
+/// Whether the marker structure of `bytes` runs from SOI to an EOI marker.
+///
+/// Segments are skipped by their declared length, entropy-coded data by
+/// looking for the next marker (0xFF not followed by a stuffed 0x00, a
+/// restart marker or fill). Data after EOI is ignored, as decoders do. This
+/// checks the structure only; the decoder checks the contents.
+pub fn jpeg_reaches_end_of_image(bytes: &[u8]) -> bool {
+    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
+        return false;
+    }
+    let mut i = 2;
+    let mut in_scan = false;
+    loop {
+        if in_scan {
+            match next_marker(bytes, i) {
+                Some(at) => {
+                    i = at;
+                    in_scan = false;
+                }
+                None => return false,
+            }
+        }
+        // Between segments: a marker, possibly after 0xFF fill bytes.
+        let Some(ff) = memchr::memchr(0xFF, &bytes[i..]) else { return false };
+        i += ff;
+        while i < bytes.len() && bytes[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = bytes.get(i) else { return false };
+        i += 1;
+        match marker {
+            0xD9 => return true,                // EOI
+            0x00 | 0x01 | 0xD0..=0xD7 => {}     // no payload
+            _ => {
+                let Some(len) = bytes.get(i..i + 2) else { return false };
+                let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+                if len < 2 || i + len > bytes.len() {
+                    return false;
+                }
+                i += len;
+                in_scan = marker == 0xDA; // SOS: entropy-coded data follows
+            }
+        }
+    }
+}
+
+/// Index of the next marker's 0xFF at or after `from` in entropy-coded data.
+fn next_marker(bytes: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let at = from + memchr::memchr(0xFF, bytes.get(from..)?)?;
+        match bytes.get(at + 1)? {
+            0x00 | 0xD0..=0xD7 => from = at + 2,
+            0xFF => from = at + 1,
+            _ => return Some(at),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +203,21 @@ mod tests {
         let bytes = png(60, 60);
         assert!(matches!(decode(&bytes, &limits), Err(ImageError::TooLarge { width: 60, .. })));
         assert!(decode(&png(50, 50), &limits).is_ok());
+    }
+
+    #[test]
+    fn a_jpeg_cut_anywhere_is_refused_and_a_whole_one_is_not() {
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+        let mut jpeg = Vec::new();
+        img.write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg).expect("encode");
+        assert!(intake(&jpeg, &ImageLimits::default()).is_ok());
+        let mut with_trailer = jpeg.clone();
+        with_trailer.extend_from_slice(b"\0\0trailing");
+        assert!(jpeg_reaches_end_of_image(&with_trailer));
+        for cut in [jpeg.len() - 1, jpeg.len() - 2, jpeg.len() / 2, 200] {
+            assert!(!jpeg_reaches_end_of_image(&jpeg[..cut]), "cut at {cut}");
+        }
+        assert!(matches!(decode(&jpeg[..jpeg.len() / 2], &ImageLimits::default()), Err(ImageError::Corrupt(_))));
     }
 
     #[test]

@@ -7,13 +7,19 @@
 //!   the accept loop with graceful shutdown;
 //! - [`dapr`]: the Dapr HTTP API client (invoke, state, secrets, health);
 //! - [`trace`]: W3C trace context carried through Dapr;
+//! - [`app`]: a bound, routed service ready to run;
+//! - [`record`]: what image services record through Dapr after a success;
 //! - [`rt`]: the few places native and WASI differ;
 //! - [`imaging`] (feature `imaging`): image intake with pixel limits.
 
+pub mod app;
 pub mod config;
 pub mod dapr;
 pub mod error;
 pub mod http;
+pub mod record;
+#[cfg(feature = "imaging")]
+pub mod image_service;
 #[cfg(feature = "imaging")]
 pub mod imaging;
 pub mod rt;

@@ -15,6 +15,8 @@ pub mod service;
 pub mod stack;
 
 pub use client::{HttpClient, Reply};
+/// HTTP methods for [`HttpClient::request`].
+pub use hyper::Method;
 pub use process::Mode;
 pub use service::{Runtime, Service};
 pub use stack::{Stack, StackOptions};
