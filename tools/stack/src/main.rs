@@ -1,9 +1,10 @@
 //! `stackctl up|down|status`: the local stack behind `make up`, `make down`
 //! and `make status`. Processes are detached, recorded by pid under
 //! `.stack/run/`, logs under `.stack/logs/`, data under `.stack/`.
+//! `up --runtime wasmedge` runs the services under WasmEdge (`make wasmedge`
+//! first); `.stack/runtime` records which runtime is up.
 
 use stack::process::{pid_alive, pid_exe, read_pid_file, signal};
-use stack::service::native_binary;
 use stack::{paths, HttpClient, Mode, Runtime, Service, Stack, StackOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,8 +39,10 @@ fn live_pid(pid_file: &Path) -> Option<u32> {
     if !pid_alive(pid) {
         return None;
     }
-    let exe = pid_exe(pid)?.file_name()?.to_str()?.to_owned();
-    let ours = ["mariadbd", "redis-server", "daprd"].contains(&exe.as_str())
+    // A binary rebuilt while it runs shows as "<name> (deleted)".
+    let exe = pid_exe(pid)?.file_name()?.to_str()?.trim_end_matches(" (deleted)").to_owned();
+    // Debian's redis-server is a link to redis-check-rdb.
+    let ours = ["mariadbd", "redis-server", "redis-check-rdb", "daprd"].contains(&exe.as_str())
         || Service::ALL.iter().any(|s| s.binary() == exe)
         || exe.starts_with("wasmedge");
     ours.then_some(pid)
@@ -96,22 +99,24 @@ async fn status(dir: &Path) -> bool {
     all_up
 }
 
-async fn up(dir: &Path) -> Result<(), String> {
-    if !recorded(dir).is_empty() && recorded(dir).iter().all(|(_, p)| live_pid(p).is_some()) && status(dir).await {
+async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
+    let running = std::fs::read_to_string(dir.join("runtime")).unwrap_or_default();
+    if running.trim() == runtime.name()
+        && !recorded(dir).is_empty()
+        && recorded(dir).iter().all(|(_, p)| live_pid(p).is_some())
+        && status(dir).await
+    {
         println!("\nthe stack is already up");
         return Ok(());
     }
-    // A half-up stack: stop what is left of it, then start everything.
+    // A half-up stack, or one under the other runtime: stop what is left of
+    // it, then start everything.
     down(dir);
-    for s in Service::ALL {
-        let bin = native_binary(s);
-        if !bin.exists() {
-            return Err(format!("{} is missing: build with `cargo build --release --bins`", bin.display()));
-        }
-    }
+    let _ = std::fs::remove_file(dir.join("runtime"));
+    runtime.check(&Service::ALL).map_err(|e| format!("{e}\n(for `make up`, the native binaries come from `cargo build --release --bins`)"))?;
     let opts = StackOptions {
         services: Service::ALL.to_vec(),
-        runtime: Runtime::Native,
+        runtime,
         mode: Mode::Detached { pid_file: PathBuf::new() },
         fixed_ports: true,
         dir: dir.to_owned(),
@@ -137,19 +142,38 @@ async fn up(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `up [--runtime native|wasmedge]`; without the flag, `STACK_RUNTIME`, else native.
+fn up_runtime(args: &[String]) -> Result<Runtime, String> {
+    match args {
+        [] => Runtime::from_env().map_err(|e| e.to_string()),
+        [flag, name] if flag == "--runtime" => Runtime::parse(name).map_err(|e| e.to_string()),
+        _ => Err(format!("unexpected arguments {args:?}")),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let dir = stack_dir();
-    match std::env::args().nth(1).as_deref() {
-        Some("up") => match up(&dir).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("stackctl up: {e}");
-                eprintln!("stopping what was started");
-                down(&dir);
-                ExitCode::FAILURE
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("up") => {
+            let runtime = match up_runtime(&args[1..]) {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("stackctl up: {e}\nusage: stackctl up [--runtime native|wasmedge]");
+                    return ExitCode::from(2);
+                }
+            };
+            match up(&dir, runtime).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stackctl up: {e}");
+                    eprintln!("stopping what was started");
+                    down(&dir);
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Some("down") => {
             if down(&dir) == 0 {
                 println!("nothing was running");
@@ -164,7 +188,7 @@ async fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: stackctl up|down|status   (data, logs and pids under {})", dir.display());
+            eprintln!("usage: stackctl up [--runtime native|wasmedge] | down | status   (data, logs and pids under {})", dir.display());
             ExitCode::from(2)
         }
     }
