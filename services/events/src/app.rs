@@ -5,11 +5,11 @@ use crate::migrate::{self, Migrator, RunOptions};
 use crate::store::{DbSettings, EventStore, NewEvent};
 use kit::config::{self, DaprConfig, ServerConfig, Source};
 use kit::dapr::DaprClient;
-use kit::http::{self, probe, Req, Router, Server};
+use kit::app::App;
+use kit::http::{self, probe, Req, Router};
 use kit::hyper::{Method, StatusCode};
 use kit::trace::TraceContext;
 use kit::{ApiError, StartError};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,42 +51,22 @@ struct State {
     config: Config,
 }
 
-pub struct App {
-    server: Arc<Server>,
-    listener: kit::tokio::net::TcpListener,
-    addr: SocketAddr,
-}
-
-impl App {
-    /// Binds first (daprd waits for the app port), then waits for the
-    /// sidecar and reads the database URL through it.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
-        let listener = http::bind(&config.server).await?;
-        let addr = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
-        let dapr = DaprClient::new(&config.dapr)?;
-        dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
-        let secret = dapr.get_secret(&TraceContext::default(), &config.dapr.secret_store, &config.db_url_secret).await?;
-        let url = secret.get(&config.db_url_secret).or_else(|| secret.values().next()).ok_or_else(|| {
-            StartError::Other(format!("secret {} in store {} is empty", config.db_url_secret, config.dapr.secret_store))
-        })?;
-        let store = EventStore::new(url, &config.db).map_err(|e| StartError::Other(e.to_string()))?;
-        let migrator = Migrator::new(migrate::embedded().map_err(|e| StartError::Other(e.to_string()))?);
-        tracing::info!(%addr, secret_store = %config.dapr.secret_store, "database URL read from the secret store");
-        let server_config = config.server.clone();
-        let state = Arc::new(State { store, migrator, dapr, config });
-        Ok(Self { server: Server::new(routes(state), server_config), listener, addr })
-    }
-
-    pub fn address(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub async fn run_until_stopped(self) -> Result<(), StartError> {
-        self.server
-            .serve(self.listener, kit::rt::shutdown_signal())
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))
-    }
+/// Binds first (daprd waits for the app port), then waits for the sidecar
+/// and reads the database URL through it.
+pub async fn build(config: Config) -> Result<App, StartError> {
+    let listener = http::bind(&config.server).await?;
+    let dapr = DaprClient::new(&config.dapr)?;
+    dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
+    let secret = dapr.get_secret(&TraceContext::default(), &config.dapr.secret_store, &config.db_url_secret).await?;
+    let url = secret.get(&config.db_url_secret).or_else(|| secret.values().next()).ok_or_else(|| {
+        StartError::Other(format!("secret {} in store {} is empty", config.db_url_secret, config.dapr.secret_store))
+    })?;
+    let store = EventStore::new(url, &config.db).map_err(|e| StartError::Other(e.to_string()))?;
+    let migrator = Migrator::new(migrate::embedded().map_err(|e| StartError::Other(e.to_string()))?);
+    tracing::info!(secret_store = %config.dapr.secret_store, "database URL read from the secret store");
+    let server_config = config.server.clone();
+    let state = Arc::new(State { store, migrator, dapr, config });
+    App::new(listener, routes(state), server_config)
 }
 
 fn routes(state: Arc<State>) -> Router {

@@ -9,4 +9,4 @@ pub mod app;
 pub mod migrate;
 pub mod store;
 
-pub use app::{App, Config};
+pub use app::{build, Config};
