@@ -1,0 +1,53 @@
+//! The grayscale service: one route, the shared request path, the domain
+//! function on the CPU pool, the record through Dapr.
+
+use image_api_grayscale::grayscale_png;
+use kit::app::App;
+use kit::config::Source;
+use kit::http::{self, HandlerResult, Req, Router};
+use kit::hyper::{Method, StatusCode};
+use kit::image_service::{self, ImageServiceConfig};
+use kit::imaging::ImageLimits;
+use kit::record::Recorder;
+use kit::StartError;
+use std::sync::Arc;
+
+pub const APP_ID: &str = "image-api-grayscale";
+
+pub fn config(src: &dyn Source) -> Result<ImageServiceConfig, StartError> {
+    ImageServiceConfig::from_source(src, APP_ID, 9005, 3503)
+}
+
+struct State {
+    recorder: Recorder,
+    limits: ImageLimits,
+}
+
+pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
+    let (listener, recorder) = image_service::start(&config).await?;
+    let probes = vec![image_service::sidecar_probe(&recorder)];
+    let state = Arc::new(State { recorder, limits: config.limits });
+    let router = Router::new()
+        .route(Method::GET, "/", |_req| async {
+            Ok(http::text(
+                StatusCode::OK,
+                "Try POSTing data to /grayscale such as: `curl http://localhost:9005/grayscale -X POST --data-binary '@my_img.png'`",
+            ))
+        })
+        .route(Method::POST, "/grayscale", move |req| grayscale(state.clone(), req))
+        .with_health(APP_ID, probes);
+    App::new(listener, router, config.server)
+}
+
+/// The grayscale PNG, base64-encoded as the original answered, or raw with
+/// `Accept: image/png`.
+async fn grayscale(state: Arc<State>, req: Req) -> HandlerResult {
+    let (body, limits) = (req.body.clone(), state.limits);
+    let png = kit::rt::cpu(move || grayscale_png(&body, &limits)).await??;
+    state.recorder.success(&req.trace, "grayscale", req.body.len(), req.client_ip()).await?;
+    if req.accepts("image/png") {
+        Ok(http::with_body(StatusCode::OK, "image/png", png.png))
+    } else {
+        Ok(http::with_body(StatusCode::OK, "text/plain; charset=utf-8", png.base64().into_bytes()))
+    }
+}
