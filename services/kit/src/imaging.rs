@@ -35,6 +35,11 @@ pub enum ImageError {
     UnsupportedFormat,
     #[error("the image declares {width}x{height} pixels, over the limit of {max_pixels} pixels (at most {max_width}x{max_height})")]
     TooLarge { width: u32, height: u32, max_pixels: u64, max_width: u32, max_height: u32 },
+    /// The decoder refused the header on its declared size alone, before
+    /// reporting the dimensions (png refuses an image whose decoded size
+    /// overflows `usize`: over 4 GiB on wasm32).
+    #[error("the image declares more pixels than can be decoded ({0})")]
+    DeclaredTooLarge(String),
     #[error("the image could not be decoded: {0}")]
     Corrupt(String),
 }
@@ -44,7 +49,7 @@ impl From<ImageError> for ApiError {
         let (status, code) = match e {
             ImageError::Empty => (StatusCode::BAD_REQUEST, "empty_body"),
             ImageError::UnsupportedFormat => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image_format"),
-            ImageError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+            ImageError::TooLarge { .. } | ImageError::DeclaredTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
             ImageError::Corrupt(_) => (StatusCode::BAD_REQUEST, "invalid_image"),
         };
         ApiError::new(status, code, e.to_string())
@@ -70,9 +75,11 @@ pub fn checked_dimensions(
     format: ImageFormat,
     limits: &ImageLimits,
 ) -> Result<(u32, u32), ImageError> {
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
-        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(|e| match e {
+        // A bomb all the same, only refused one step earlier: too large, not corrupt.
+        image::ImageError::Limits(_) => ImageError::DeclaredTooLarge(e.to_string()),
+        e => ImageError::Corrupt(e.to_string()),
+    })?;
     let too_large = width > limits.max_width
         || height > limits.max_height
         || u64::from(width) * u64::from(height) > limits.max_pixels;
@@ -203,6 +210,40 @@ mod tests {
         let bytes = png(60, 60);
         assert!(matches!(decode(&bytes, &limits), Err(ImageError::TooLarge { width: 60, .. })));
         assert!(decode(&png(50, 50), &limits).is_ok());
+    }
+
+    /// A PNG header declaring `width`x`height` RGBA16, with no pixel data.
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = 0xffff_ffffu32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+                }
+            }
+            !crc
+        }
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[16, 6, 0, 0, 0]);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        out.extend_from_slice(&13u32.to_be_bytes());
+        out.extend_from_slice(&ihdr);
+        out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn a_header_the_decoder_refuses_for_its_size_is_too_large_not_corrupt() {
+        // 2^31-1 squared RGBA16 overflows usize even on 64 bits, so png
+        // refuses it before reporting the dimensions, as it does far
+        // smaller images on wasm32.
+        let bomb = png_header(0x7fff_ffff, 0x7fff_ffff);
+        let err = decode(&bomb, &ImageLimits::default()).expect_err("refused");
+        assert!(matches!(err, ImageError::DeclaredTooLarge(_)), "{err:?}");
+        assert_eq!(ApiError::from(err).status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]
