@@ -8,14 +8,19 @@ SHELL := /bin/bash
 export CFLAGS_wasm32_wasip1 := --target=wasm32-wasi
 WASM_TARGET := wasm32-wasip1
 SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
+# What runs the services for `make up`: native or wasmedge.
+RUNTIME ?= native
 
-.PHONY: help deps daprd build wasm up down status test bench
+.PHONY: help deps daprd build wasm wasmedge up down status test bench
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd)"
+	@echo "             RUNTIME=wasmedge: the services as WebAssembly under WasmEdge"
 	@echo "make down    stop what 'make up' started (data under .stack/ is kept)"
 	@echo "make status  show what runs, with health"
-	@echo "make test    every test, against real components started on free ports"
+	@echo "make test    every test, against real components started on free ports,"
+	@echo "             natively and then with the services under WasmEdge"
+	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
 
 deps:
@@ -31,8 +36,14 @@ build: deps
 wasm: deps
 	cargo build --release --target $(WASM_TARGET) $(SERVICES)
 
-up: daprd build
-	@target/release/stackctl up
+# WasmEdge (Debian trixie's, in a chroot under .cache/) and the services
+# AOT-compiled for it; both cached, so a second run takes seconds.
+wasmedge: wasm
+	@scripts/wasmedge.sh
+	@scripts/wasmedge-aot.sh
+
+up: daprd build $(if $(filter wasmedge,$(RUNTIME)),wasmedge)
+	@target/release/stackctl up --runtime $(RUNTIME)
 
 down:
 	@if [ -x target/release/stackctl ]; then target/release/stackctl down; else echo "nothing was built, so nothing runs"; fi
@@ -40,10 +51,13 @@ down:
 status:
 	@target/release/stackctl status
 
+# The same e2e suite twice: natively, then with the services under WasmEdge.
+# runtimes:: compares the two runtimes, so it runs once WasmEdge is built.
 test: daprd
 	cargo build --workspace --bins
-	cargo test --workspace --no-fail-fast
-	$(MAKE) --no-print-directory wasm
+	cargo test --workspace --no-fail-fast -- --skip runtimes::
+	$(MAKE) --no-print-directory wasmedge
+	STACK_RUNTIME=wasmedge cargo test -p stack-tests --test e2e --no-fail-fast
 
 bench: deps
 	cargo bench -p image-api-grayscale -p image-api-classify

@@ -10,6 +10,7 @@ needs=(
   redis-server:redis-server
   redis-cli:redis-tools
   clang:clang
+  debootstrap:debootstrap  # the trixie root WasmEdge runs in (scripts/wasmedge.sh)
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -6,4 +6,5 @@ mod events;
 mod flow;
 mod image_input;
 mod migrations;
+mod runtimes;
 mod support;

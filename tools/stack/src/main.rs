@@ -113,12 +113,7 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
     // it, then start everything.
     down(dir);
     let _ = std::fs::remove_file(dir.join("runtime"));
-    for s in Service::ALL {
-        let bin = stack::service::native_binary(s);
-        if !bin.exists() {
-            return Err(format!("{} is missing: build with `cargo build --release --bins`", bin.display()));
-        }
-    }
+    runtime.check(&Service::ALL).map_err(|e| format!("{e}\n(for `make up`, the native binaries come from `cargo build --release --bins`)"))?;
     let opts = StackOptions {
         services: Service::ALL.to_vec(),
         runtime,
@@ -150,8 +145,8 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
 /// `up [--runtime native|wasmedge]`; without the flag, `STACK_RUNTIME`, else native.
 fn up_runtime(args: &[String]) -> Result<Runtime, String> {
     match args {
-        [] => Ok(Runtime::Native),
-        [flag, name] if flag == "--runtime" && name == "native" => Ok(Runtime::Native),
+        [] => Runtime::from_env().map_err(|e| e.to_string()),
+        [flag, name] if flag == "--runtime" => Runtime::parse(name).map_err(|e| e.to_string()),
         _ => Err(format!("unexpected arguments {args:?}")),
     }
 }

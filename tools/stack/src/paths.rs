@@ -50,3 +50,14 @@ pub fn bin_dir() -> PathBuf {
 pub fn scratch_dir() -> PathBuf {
     from_env("STACK_TMP").unwrap_or_else(|| repo_root().join("target/stack-tmp"))
 }
+
+/// The Debian trixie root WasmEdge runs in, chrooted (`WASMEDGE_ROOT`,
+/// default `.cache/wasmedge-root`); `make wasmedge` builds and fills it.
+pub fn wasmedge_root() -> PathBuf {
+    from_env("WASMEDGE_ROOT").unwrap_or_else(|| repo_root().join(".cache/wasmedge-root"))
+}
+
+/// Where cargo puts the services built for `wasm32-wasip1` in release.
+pub fn wasm_build_dir() -> PathBuf {
+    from_env("CARGO_TARGET_DIR").unwrap_or_else(|| repo_root().join("target")).join("wasm32-wasip1/release")
+}

@@ -1,6 +1,7 @@
 //! The three services: their app ids, ports and what each needs to run.
 
 use crate::daprd::SidecarPorts;
+use crate::Error;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -47,45 +48,160 @@ impl Service {
         SidecarPorts { http: 3500 + n, grpc: 50000 + n, internal_grpc: 50100 + n, metrics: 9800 + n }
     }
 
-    /// Settings this service needs beyond ports (model files for classify).
-    pub fn env(self) -> Vec<(String, String)> {
-        let models = crate::paths::shared_dir().join("models");
-        match self {
-            Service::Classify => vec![
-                ("CLASSIFY_MODEL_PATH".into(), models.join("mobilenet_v2_1.0_224_quant.tflite").display().to_string()),
-                ("CLASSIFY_LABELS_PATH".into(), models.join("labels_mobilenet_quant_v1_224.txt").display().to_string()),
-            ],
-            _ => Vec::new(),
+    /// Whether it reads the shared models (so WasmEdge must preopen them).
+    fn uses_models(self) -> bool {
+        self == Service::Classify
+    }
+
+    /// Settings this service needs beyond ports: the model files, as
+    /// `runtime` sees them.
+    pub fn env(self, runtime: Runtime) -> Vec<(String, String)> {
+        if !self.uses_models() {
+            return Vec::new();
         }
+        let models = runtime.models_dir();
+        vec![
+            ("CLASSIFY_MODEL_PATH".into(), models.join("mobilenet_v2_1.0_224_quant.tflite").display().to_string()),
+            ("CLASSIFY_LABELS_PATH".into(), models.join("labels_mobilenet_quant_v1_224.txt").display().to_string()),
+        ]
     }
 }
+
+/// Inside the WasmEdge root, where `make wasmedge` (scripts/wasmedge-aot.sh)
+/// puts the AOT-compiled modules and a copy of the shared models: a chrooted
+/// wasmedge sees nothing outside the root.
+const ROOT_WASM_DIR: &str = "/srv/wasm";
+const ROOT_MODELS_DIR: &str = "/srv/models";
+/// Where a module sees the models (a read-only WASI preopen of ROOT_MODELS_DIR).
+const GUEST_MODELS_DIR: &str = "/models";
+/// Marks a complete root (scripts/wasmedge.sh writes it last).
+const ROOT_STAMP: &str = ".wasmedge-ready";
 
 /// What runs the service's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
     /// The native binary cargo built.
     Native,
+    /// The `wasm32-wasip1` module, AOT-compiled, under Debian trixie's
+    /// WasmEdge in a chroot (bookworm has no WasmEdge package).
+    WasmEdge,
 }
 
 impl Runtime {
+    pub const ALL: [Runtime; 2] = [Runtime::Native, Runtime::WasmEdge];
+
+    /// Also what the services report as `runtime` in `/healthz` and `/readyz`.
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Native => "native",
+            Runtime::WasmEdge => "wasmedge",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Runtime, Error> {
+        Runtime::ALL
+            .into_iter()
+            .find(|r| r.name() == name.trim())
+            .ok_or_else(|| Error::msg(format!("unknown runtime {name:?}: expected native or wasmedge")))
+    }
+
+    /// `STACK_RUNTIME` (native or wasmedge), native when unset: how the
+    /// same test suite runs against either.
+    pub fn from_env() -> Result<Runtime, Error> {
+        match std::env::var("STACK_RUNTIME") {
+            Ok(name) if !name.is_empty() => Runtime::parse(&name).map_err(|e| Error::msg(format!("STACK_RUNTIME: {e}"))),
+            _ => Ok(Runtime::Native),
+        }
+    }
+
+    /// The models folder as the service sees it.
+    fn models_dir(self) -> PathBuf {
+        match self {
+            Runtime::Native => crate::paths::shared_dir().join("models"),
+            Runtime::WasmEdge => PathBuf::from(GUEST_MODELS_DIR),
+        }
+    }
+
+    /// Whether what `services` need to run is in place; if not, says how to
+    /// get it. Called before anything starts, so a missing build is one clear
+    /// error rather than a service that "exited" with a cryptic log.
+    pub fn check(self, services: &[Service]) -> Result<(), Error> {
+        match self {
+            Runtime::Native => {
+                for s in services {
+                    let bin = native_binary(*s);
+                    if !bin.exists() {
+                        return Err(Error::msg(format!("{} is missing: build the services (`cargo build --bins`)", bin.display())));
+                    }
+                }
+                Ok(())
+            }
+            Runtime::WasmEdge => {
+                let root = crate::paths::wasmedge_root();
+                if !root.join(ROOT_STAMP).exists() {
+                    return Err(Error::msg(format!(
+                        "no WasmEdge root at {}: run `make wasmedge` (builds it and AOT-compiles the services)",
+                        root.display()
+                    )));
+                }
+                let in_root = |p: &str| root.join(p.trim_start_matches('/'));
+                for s in services {
+                    let aot = in_root(&aot_module(*s));
+                    if !aot.exists() {
+                        return Err(Error::msg(format!("{} is missing: run `make wasmedge`", aot.display())));
+                    }
+                    // The AOT module must come from the .wasm cargo built last,
+                    // or the tests would run yesterday's code.
+                    let built = crate::paths::wasm_build_dir().join(format!("{}.wasm", s.binary()));
+                    let copied = in_root(&format!("{ROOT_WASM_DIR}/{}.wasm", s.binary()));
+                    if built.exists() && std::fs::read(&built).ok() != std::fs::read(&copied).ok() {
+                        return Err(Error::msg(format!(
+                            "{} is older than {}: run `make wasmedge` to AOT-compile it again",
+                            aot.display(),
+                            built.display()
+                        )));
+                    }
+                    if s.uses_models() && !in_root(ROOT_MODELS_DIR).join("mobilenet_v2_1.0_224_quant.tflite").exists() {
+                        return Err(Error::msg(format!("no models in {}: run `make wasmedge`", in_root(ROOT_MODELS_DIR).display())));
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
     /// The command that runs `service` with `env`.
     pub fn command(self, service: Service, env: &[(String, String)]) -> Command {
+        let host_path = std::env::var_os("PATH").unwrap_or_default();
         match self {
             Runtime::Native => {
                 let mut cmd = Command::new(native_binary(service));
-                cmd.env_clear()
-                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                cmd.env_clear().env("PATH", host_path).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                cmd
+            }
+            // chroot execs wasmedge, so the pid we record is wasmedge's and
+            // PR_SET_PDEATHSIG (set before exec) still applies to it. The
+            // module's environment is only what --env hands it.
+            Runtime::WasmEdge => {
+                let mut cmd = Command::new("/usr/sbin/chroot");
+                cmd.env_clear().env("PATH", host_path).arg(crate::paths::wasmedge_root()).arg("/usr/bin/wasmedge");
+                if service.uses_models() {
+                    cmd.arg("--dir").arg(format!("{GUEST_MODELS_DIR}:{ROOT_MODELS_DIR}:readonly"));
+                }
+                for (k, v) in env {
+                    cmd.arg("--env").arg(format!("{k}={v}"));
+                }
+                cmd.arg("--").arg(aot_module(service));
                 cmd
             }
         }
     }
+}
+
+/// The AOT-compiled module of `service` (a WasmEdge shared library, see
+/// scripts/wasmedge-aot.sh), as a path inside the WasmEdge root.
+fn aot_module(service: Service) -> String {
+    format!("{ROOT_WASM_DIR}/{}.so", service.binary())
 }
 
 pub fn native_binary(service: Service) -> PathBuf {

@@ -38,11 +38,14 @@ pub struct StackOptions {
 }
 
 impl StackOptions {
-    /// A test stack: free ports, attached processes, a fresh scratch folder.
+    /// A test stack: free ports, attached processes, a fresh scratch folder,
+    /// the services under the runtime `STACK_RUNTIME` names (native by
+    /// default), so one suite runs against each.
     pub fn test(services: &[Service]) -> Self {
+        let runtime = Runtime::from_env().unwrap_or_else(|e| panic!("{e}"));
         Self {
             services: services.to_vec(),
-            runtime: Runtime::Native,
+            runtime,
             mode: Mode::Attached,
             fixed_ports: false,
             dir: paths::scratch_dir().join(format!("stack-{}", crate::unique_id())),
@@ -55,6 +58,11 @@ impl StackOptions {
 
     pub fn with_env(mut self, name: &str, value: &str) -> Self {
         self.service_env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn with_runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
         self
     }
 
@@ -170,6 +178,7 @@ const STARTUP: Duration = Duration::from_secs(90);
 
 impl Stack {
     pub async fn start(opts: StackOptions) -> Result<Stack, Error> {
+        opts.runtime.check(&opts.services)?;
         let dir = opts.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
@@ -219,7 +228,7 @@ impl Stack {
                 ("DAPR_HTTP_PORT".into(), ports.http.to_string()),
                 ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
             ];
-            env.extend(service.env());
+            env.extend(service.env(opts.runtime));
             env.extend(opts.service_env.iter().cloned());
             let spec = SidecarSpec {
                 app_id: service.app_id().into(),
