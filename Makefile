@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd build wasm wasmedge up down status test bench
+.PHONY: help deps daprd build wasm wasmedge up down status test bench bench-runtimes
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd)"
@@ -22,6 +22,7 @@ help:
 	@echo "             natively and then with the services under WasmEdge"
 	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
+	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
 
 deps:
 	@scripts/deps.sh
@@ -53,11 +54,17 @@ status:
 
 # The same e2e suite twice: natively, then with the services under WasmEdge.
 # runtimes:: compares the two runtimes, so it runs once WasmEdge is built.
+# The second pass names --workspace to keep the first pass's features: no rebuild.
 test: daprd
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast -- --skip runtimes::
 	$(MAKE) --no-print-directory wasmedge
-	STACK_RUNTIME=wasmedge cargo test -p stack-tests --test e2e --no-fail-fast
+	STACK_RUNTIME=wasmedge cargo test --workspace --test e2e --no-fail-fast
 
 bench: deps
 	cargo bench -p image-api-grayscale -p image-api-classify
+
+# Native against WasmEdge in one run: per-request time, start-up, memory,
+# module sizes (tests/benches/runtimes.rs; figures, no assertions).
+bench-runtimes: daprd build wasmedge
+	cargo bench -p stack-tests --bench runtimes
