@@ -45,11 +45,16 @@ impl MariaDb {
             }
         };
         let data = dir.join("data");
+        // A temp folder of its own: bootstraps running side by side in the
+        // shared /tmp trip over each other's temporary tables.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let fresh = !data.join("mysql").exists();
         if fresh {
             let out = Command::new(bin("mariadb-install-db"))
                 .args(["--no-defaults", "--user=root", "--skip-test-db", "--auth-root-authentication-method=socket"])
                 .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
                 .output()
                 .map_err(|e| Error::msg(format!("mariadb-install-db: {e} (is mariadb-server installed? run `make deps`)")))?;
             if !out.status.success() {
@@ -83,6 +88,7 @@ impl MariaDb {
             .arg(format!("--datadir={}", self.dir.join("data").display()))
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", self.dir.join("mysqld.pid").display()))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .arg(format!("--port={}", self.port))
             .args(["--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--log-error="])
             .args(["--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M", "--max-connections=500"]);
