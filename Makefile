@@ -55,11 +55,15 @@ status:
 # The same e2e suite twice: natively, then with the services under WasmEdge.
 # runtimes:: compares the two runtimes, so it runs once WasmEdge is built.
 # The second pass names --workspace to keep the first pass's features: no rebuild.
+# Last, classify's second backend (WasmEdge's TFLite plugin, a cargo feature)
+# must keep compiling for wasm32; it cannot run here (no plugin), so a check,
+# cheaper than a build (~30 s cold, nothing when unchanged).
 test: daprd
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast -- --skip runtimes::
 	$(MAKE) --no-print-directory wasmedge
 	STACK_RUNTIME=wasmedge cargo test --workspace --test e2e --no-fail-fast
+	cargo check --release --target $(WASM_TARGET) -p image-api-classify --features wasmedge-tflite
 
 bench: deps
 	cargo bench -p image-api-grayscale -p image-api-classify

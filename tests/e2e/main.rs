@@ -2,6 +2,7 @@
 //! needs through the `stack` harness (free ports, its own folder, processes
 //! that die with this binary), so tests run in parallel without sharing state.
 
+mod backends;
 mod events;
 mod flow;
 mod image_input;

@@ -36,14 +36,13 @@ pub fn config(src: &dyn Source) -> Result<Config, StartError> {
         config::var(src, "CLASSIFY_TOP_K", 5usize)?,
         1..=100,
     )?;
-    classifier.backend = match config::var(src, "CLASSIFY_BACKEND", "tract".to_owned())?.as_str() {
-        "tract" => BackendKind::Tract,
-        other => {
-            return Err(
-                config::ConfigError::new("CLASSIFY_BACKEND", other, "expected tract").into(),
-            )
-        }
-    };
+    let backend: String = config::var(
+        src,
+        "CLASSIFY_BACKEND",
+        BackendKind::default().name().to_owned(),
+    )?;
+    classifier.backend = BackendKind::parse(&backend)
+        .map_err(|reason| config::ConfigError::new("CLASSIFY_BACKEND", backend, reason))?;
     Ok(Config {
         service: ImageServiceConfig::from_source(src, APP_ID, 9006, 3504)?,
         classifier,
@@ -62,6 +61,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
         Classifier::load(&config.classifier).map_err(|e| StartError::Other(e.to_string()))?;
     tracing::info!(
         model = %config.classifier.model_path.display(),
+        backend = config.classifier.backend.name(),
         load_ms = classifier.load_duration().as_secs_f64() * 1e3,
         "model loaded"
     );
@@ -113,5 +113,47 @@ async fn classify(state: Arc<State>, req: Req) -> HandlerResult {
         )
     } else {
         Ok(http::text(StatusCode::OK, best.sentence()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn backend(value: &str) -> Result<BackendKind, String> {
+        let src: HashMap<&str, &str> = HashMap::from([("CLASSIFY_BACKEND", value)]);
+        config(&src)
+            .map(|c| c.classifier.backend)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_backend_is_chosen_by_classify_backend() {
+        assert_eq!(
+            config(&HashMap::<&str, &str>::new())
+                .map(|c| c.classifier.backend)
+                .ok(),
+            Some(BackendKind::Tract)
+        );
+        assert_eq!(backend("tract"), Ok(BackendKind::Tract));
+        let e = backend("onnx").expect_err("refused");
+        assert!(
+            e.contains("CLASSIFY_BACKEND")
+                && e.contains("\"onnx\"")
+                && e.contains("tract or wasmedge-tflite"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wasmedge_tflite_is_refused_at_start_up_when_not_compiled_in() {
+        match BackendKind::WasmEdgeTflite.available() {
+            Ok(()) => assert_eq!(backend("wasmedge-tflite"), Ok(BackendKind::WasmEdgeTflite)),
+            Err(reason) => {
+                let e = backend("wasmedge-tflite").expect_err("refused");
+                assert!(e.contains("CLASSIFY_BACKEND") && e.contains(&reason), "{e}");
+            }
+        }
     }
 }

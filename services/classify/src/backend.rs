@@ -6,16 +6,75 @@ use crate::ClassifyError;
 use std::path::Path;
 use tract_tflite::internal::*;
 
-/// Which backend runs the model. Only the pure-Rust one exists today; a
-/// WasmEdge TFLite-plugin backend would be a second variant behind a cargo
-/// feature.
+/// Which backend runs the model (`CLASSIFY_BACKEND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum BackendKind {
     /// tract, on the model dequantized to float32 at load time. Pure Rust,
-    /// so it runs in `wasm32-wasip1` without any host plugin.
+    /// so it runs natively and in `wasm32-wasip1` without any host plugin.
     #[default]
     Tract,
+    /// WasmEdge's TensorFlow Lite plugin on the quantized model, as the
+    /// original template ran it (see [`crate::plugin`]). Only in a
+    /// `wasm32-wasip1` build with the cargo feature `wasmedge-tflite`, and
+    /// only on a WasmEdge that has the plugin.
+    WasmEdgeTflite,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 2] = [BackendKind::Tract, BackendKind::WasmEdgeTflite];
+
+    /// Its `CLASSIFY_BACKEND` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Tract => "tract",
+            BackendKind::WasmEdgeTflite => crate::plugin::NAME,
+        }
+    }
+
+    /// The backend `CLASSIFY_BACKEND` names, if this build can run it;
+    /// otherwise why not (for the configuration error).
+    pub fn parse(name: &str) -> Result<BackendKind, String> {
+        let kind = BackendKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown backend: expected {}", names.join(" or "))
+            })?;
+        kind.available()?;
+        Ok(kind)
+    }
+
+    /// Whether this build has the backend; if not, why.
+    pub fn available(self) -> Result<(), String> {
+        availability(
+            self,
+            cfg!(feature = "wasmedge-tflite"),
+            cfg!(target_os = "wasi"),
+        )
+    }
+}
+
+/// [`BackendKind::available`] for a build with or without the cargo feature
+/// `wasmedge-tflite`, for `wasm32-wasip1` or not (a function of both, so
+/// every case is tested in any build).
+fn availability(kind: BackendKind, feature: bool, wasi: bool) -> Result<(), String> {
+    match kind {
+        BackendKind::Tract => Ok(()),
+        BackendKind::WasmEdgeTflite if !feature => Err(
+            "this build of image-api-classify has no wasmedge-tflite backend: it is compiled in only \
+             for wasm32-wasip1 with `--features wasmedge-tflite`, and runs only on a WasmEdge with \
+             its TensorFlow Lite plugin; use tract"
+                .into(),
+        ),
+        BackendKind::WasmEdgeTflite if !wasi => Err(
+            "the wasmedge-tflite backend calls WasmEdge's TensorFlow Lite plugin, so it runs only in \
+             the wasm32-wasip1 build under WasmEdge, and this is a native build; use tract"
+                .into(),
+        ),
+        BackendKind::WasmEdgeTflite => Ok(()),
+    }
 }
 
 /// A loaded model. Shared by all requests, hence `Send + Sync` and `&self`.
@@ -35,9 +94,33 @@ pub fn load_backend(
     kind: BackendKind,
     path: &Path,
 ) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    kind.available()
+        .map_err(|reason| ClassifyError::BackendUnavailable {
+            backend: kind.name(),
+            reason,
+        })?;
     match kind {
         BackendKind::Tract => Ok(Box::new(TractBackend::load(path)?)),
+        BackendKind::WasmEdgeTflite => load_plugin(path),
     }
+}
+
+#[cfg(all(feature = "wasmedge-tflite", target_os = "wasi"))]
+fn load_plugin(path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    use crate::plugin::{wasmedge::WasmEdgePlugin, PluginBackend};
+    Ok(Box::new(PluginBackend::load(path, WasmEdgePlugin)?))
+}
+
+#[cfg(not(all(feature = "wasmedge-tflite", target_os = "wasi")))]
+fn load_plugin(_path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    // available() said no already; this keeps the match total.
+    Err(ClassifyError::BackendUnavailable {
+        backend: crate::plugin::NAME,
+        reason: BackendKind::WasmEdgeTflite
+            .available()
+            .err()
+            .unwrap_or_default(),
+    })
 }
 
 /// tract on the float32 version of the model.
@@ -172,5 +255,60 @@ impl InferenceBackend for TractBackend {
             )));
         }
         Ok(probabilities)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(BackendKind::parse("tract"), Ok(BackendKind::Tract));
+        assert_eq!(BackendKind::parse(" tract "), Ok(BackendKind::Tract));
+        for kind in BackendKind::ALL {
+            assert_eq!(
+                BackendKind::ALL
+                    .iter()
+                    .filter(|k| k.name() == kind.name())
+                    .count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_backend_lists_the_known_ones() {
+        let e = BackendKind::parse("onnx").expect_err("refused");
+        assert!(e.contains("tract") && e.contains("wasmedge-tflite"), "{e}");
+    }
+
+    #[test]
+    fn wasmedge_tflite_needs_the_feature_and_wasm() {
+        let kind = BackendKind::WasmEdgeTflite;
+        let no_feature = availability(kind, false, true).expect_err("refused");
+        assert!(
+            no_feature.contains("--features wasmedge-tflite"),
+            "{no_feature}"
+        );
+        assert_eq!(availability(kind, false, false), Err(no_feature));
+        let native = availability(kind, true, false).expect_err("refused");
+        assert!(native.contains("native build"), "{native}");
+        assert_eq!(availability(kind, true, true), Ok(()));
+        assert_eq!(availability(BackendKind::Tract, false, false), Ok(()));
+    }
+
+    #[test]
+    fn this_build_says_why_it_has_no_wasmedge_tflite() {
+        // Natively (any feature) or in a wasm build without the feature.
+        if cfg!(all(feature = "wasmedge-tflite", target_os = "wasi")) {
+            return;
+        }
+        let reason = BackendKind::parse("wasmedge-tflite").expect_err("refused");
+        let Err(e) = load_backend(BackendKind::WasmEdgeTflite, Path::new("/no/model")) else {
+            panic!("loaded a backend this build does not have");
+        };
+        assert!(matches!(e, ClassifyError::BackendUnavailable { .. }), "{e}");
+        assert!(e.to_string().contains(&reason), "{e}");
     }
 }

@@ -25,6 +25,11 @@ pub enum ClassifyError {
         labels: usize,
         outputs: usize,
     },
+    #[error("the {backend} inference backend is not available: {reason}")]
+    BackendUnavailable {
+        backend: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("inference failed: {0}")]
@@ -46,7 +51,8 @@ impl From<ClassifyError> for ApiError {
             ClassifyError::ModelUnreadable { .. }
             | ClassifyError::InvalidModel { .. }
             | ClassifyError::LabelsUnreadable { .. }
-            | ClassifyError::LabelCountMismatch { .. } => ApiError::new(
+            | ClassifyError::LabelCountMismatch { .. }
+            | ClassifyError::BackendUnavailable { .. } => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "model_unavailable",
                 "the classification model is not available",

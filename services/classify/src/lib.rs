@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod dequantize;
 mod error;
+pub mod plugin;
 pub mod preprocess;
 
 pub use backend::{BackendKind, InferenceBackend, TractBackend};

@@ -160,6 +160,10 @@ impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.s.send(buf)
     }
+    // Patched: one send for all the buffers (see PATCH.md).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.s.send_vectored(bufs, 0)
+    }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -174,6 +178,10 @@ impl Read for &TcpStream {
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.s.send(buf)
+    }
+    // Patched: one send for all the buffers (see PATCH.md).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.s.send_vectored(bufs, 0)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

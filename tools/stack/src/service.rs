@@ -172,30 +172,49 @@ impl Runtime {
 
     /// The command that runs `service` with `env`.
     pub fn command(self, service: Service, env: &[(String, String)]) -> Command {
-        let host_path = std::env::var_os("PATH").unwrap_or_default();
         match self {
             Runtime::Native => {
+                let host_path = std::env::var_os("PATH").unwrap_or_default();
                 let mut cmd = Command::new(native_binary(service));
                 cmd.env_clear().env("PATH", host_path).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 cmd
             }
-            // chroot execs wasmedge, so the pid we record is wasmedge's and
-            // PR_SET_PDEATHSIG (set before exec) still applies to it. The
-            // module's environment is only what --env hands it.
-            Runtime::WasmEdge => {
-                let mut cmd = Command::new("/usr/sbin/chroot");
-                cmd.env_clear().env("PATH", host_path).arg(crate::paths::wasmedge_root()).arg("/usr/bin/wasmedge");
-                if service.uses_models() {
-                    cmd.arg("--dir").arg(format!("{GUEST_MODELS_DIR}:{ROOT_MODELS_DIR}:readonly"));
-                }
-                for (k, v) in env {
-                    cmd.arg("--env").arg(format!("{k}={v}"));
-                }
-                cmd.arg("--").arg(aot_module(service));
-                cmd
-            }
+            Runtime::WasmEdge => wasmedge_command(service, env, &aot_module(service), &[]),
         }
     }
+}
+
+/// The same service under WasmEdge's interpreter: the plain `.wasm` that
+/// `make wasmedge` copies beside the AOT `.so`, run with
+/// `--force-interpreter`. Only to show what AOT buys (`make bench-runtimes`);
+/// it is far too slow to serve.
+pub fn wasmedge_interpreter_command(service: Service, env: &[(String, String)]) -> Command {
+    wasmedge_command(service, env, &format!("{ROOT_WASM_DIR}/{}.wasm", service.binary()), &["--force-interpreter"])
+}
+
+/// `chroot <root> wasmedge [flags] --dir … --env … -- <module>`. chroot execs
+/// wasmedge, so the pid we record is wasmedge's and PR_SET_PDEATHSIG (set
+/// before exec) still applies to it. The module's environment is only what
+/// --env hands it.
+fn wasmedge_command(service: Service, env: &[(String, String)], module: &str, flags: &[&str]) -> Command {
+    let host_path = std::env::var_os("PATH").unwrap_or_default();
+    let mut cmd = Command::new("/usr/sbin/chroot");
+    cmd.env_clear().env("PATH", host_path).arg(crate::paths::wasmedge_root()).arg("/usr/bin/wasmedge").args(flags);
+    if service.uses_models() {
+        cmd.arg("--dir").arg(format!("{GUEST_MODELS_DIR}:{ROOT_MODELS_DIR}:readonly"));
+    }
+    for (k, v) in env {
+        cmd.arg("--env").arg(format!("{k}={v}"));
+    }
+    cmd.arg("--").arg(module);
+    cmd
+}
+
+/// Where `make wasmedge` put the modules of `service`, as host paths: the
+/// plain `.wasm` cargo built and its AOT-compiled `.so`.
+pub fn wasmedge_modules(service: Service) -> (PathBuf, PathBuf) {
+    let dir = crate::paths::wasmedge_root().join(ROOT_WASM_DIR.trim_start_matches('/'));
+    (dir.join(format!("{}.wasm", service.binary())), dir.join(format!("{}.so", service.binary())))
 }
 
 /// The AOT-compiled module of `service` (a WasmEdge shared library, see

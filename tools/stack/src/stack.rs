@@ -104,6 +104,18 @@ impl RunningService {
         &self.log
     }
 
+    /// The environment the service runs with (ports, model paths, …).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// kill -9 the app and start it again without waiting for it (to time
+    /// its start-up); [`RunningService::restart`] also waits.
+    pub fn respawn(&mut self) -> Result<(), Error> {
+        self.kill();
+        self.launch()
+    }
+
     fn launch(&mut self) -> Result<(), Error> {
         let cmd = self.runtime.command(self.service, &self.env);
         self.proc = Some(Proc::spawn(self.service.app_id(), cmd, &self.log, self.mode.clone())?);
