@@ -186,10 +186,13 @@ impl Server {
     /// One request, start to finish. Never fails: every error is an answer.
     pub async fn handle(&self, req: Request<Body>, peer: SocketAddr) -> Reply {
         let started = Instant::now();
+        let metrics = crate::metrics::http();
+        metrics.in_flight.inc();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let has_body = !req.body().is_end_stream();
         let (route, result, body_read) = self.dispatch(req, peer).await;
+        metrics.in_flight.dec();
         let mut reply = match result {
             Ok(reply) => reply,
             Err(err) => {
@@ -208,12 +211,21 @@ impl Server {
         if has_body && !body_read {
             reply.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        let elapsed = started.elapsed();
+        let status = reply.status();
+        metrics
+            .duration
+            .with_label_values(&[crate::metrics::method_label(&method), route, status.as_str()])
+            .observe(elapsed.as_secs_f64());
+        if let Some(size) = reply.body().size_hint().exact() {
+            metrics.response_size.with_label_values(&[route]).observe(size as f64);
+        }
         tracing::info!(
             %method,
             route,
             path = %path,
-            status = reply.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1e3,
             client = %peer.ip(),
             "request"
         );
@@ -245,6 +257,7 @@ impl Server {
             Ok(body) => body,
             Err(err) => return (route.path, Err(err), false),
         };
+        crate::metrics::http().request_size.with_label_values(&[route.path]).observe(body.len() as f64);
         let req = Req {
             trace: TraceContext::from_headers(&parts.headers),
             method: parts.method,
@@ -390,7 +403,8 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Liveness and readiness: `GET /healthz` answers as long as the process
-/// serves; `GET /readyz` runs every probe and answers 503 naming the failing ones.
+/// serves; `GET /readyz` runs every probe and answers 503 naming the failing
+/// ones. Plus `GET /metrics`, the Prometheus text of everything registered.
 pub type Probe = Arc<dyn Fn() -> BoxFuture<Result<(), String>> + Send + Sync>;
 
 pub fn probe<F, Fut>(f: F) -> Probe
@@ -404,7 +418,12 @@ where
 impl Router {
     pub fn with_health(self, service: &'static str, probes: Vec<(&'static str, Probe)>) -> Self {
         let probes = Arc::new(probes);
-        self.route(Method::GET, "/healthz", move |_req| async move {
+        crate::metrics::set_build_info(service);
+        self.route(Method::GET, "/metrics", |_req| async {
+            let body = crate::metrics::render().map_err(ApiError::internal)?;
+            Ok(with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body))
+        })
+        .route(Method::GET, "/healthz", move |_req| async move {
             json(StatusCode::OK, &serde_json::json!({"status": "ok", "service": service, "runtime": crate::rt::RUNTIME}))
         })
         .route(Method::GET, "/readyz", move |_req| {
@@ -544,6 +563,28 @@ mod tests {
         let v = body_json(r).await;
         assert_eq!(v["checks"]["database"], "refused");
         assert_eq!(v["checks"]["sidecar"], "ok");
+    }
+
+    #[tokio::test]
+    async fn metrics_count_requests_by_route_template_not_path() {
+        let router = echo().with_health("svc", vec![]);
+        let s = server(router, &[]);
+        for path in ["/echo", "/nope/123"] {
+            s.handle(Request::post(path).body(Body::from("abc")).expect("req"), peer()).await;
+        }
+        let r = s.handle(Request::get("/metrics").body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let text = String::from_utf8(hyper::body::to_bytes(r.into_body()).await.expect("body").to_vec()).expect("utf-8");
+        let count = |labels: &str| {
+            text.lines()
+                .find(|l| l.starts_with("http_server_request_duration_seconds_count{") && l.contains(labels))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        assert!(count(r#"method="POST",route="/echo",status="200""#) >= Some(1), "{text}");
+        assert!(count(r#"route="unmatched",status="404""#) >= Some(1), "{text}");
+        assert!(!text.contains("/nope/123"), "raw paths never become labels");
+        assert!(text.contains(r#"build_info{runtime="native",service="svc""#), "{text}");
     }
 
     #[tokio::test]

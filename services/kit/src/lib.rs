@@ -6,6 +6,7 @@
 //! - [`http`]: the request path (route, limits, deadlines, JSON errors) and
 //!   the accept loop with graceful shutdown;
 //! - [`dapr`]: the Dapr HTTP API client (invoke, state, secrets, health);
+//! - [`metrics`]: Prometheus metrics in the default registry, `GET /metrics`;
 //! - [`trace`]: W3C trace context carried through Dapr;
 //! - [`app`]: a bound, routed service ready to run;
 //! - [`record`]: what image services record through Dapr after a success;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod dapr;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod record;
 #[cfg(feature = "imaging")]
 pub mod image_service;
