@@ -11,10 +11,11 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd build wasm wasmedge up down status test bench bench-runtimes
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status test bench bench-runtimes
 
 help:
-	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd)"
+	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
+	@echo "             Zipkin :9411, Prometheus :9090)"
 	@echo "             RUNTIME=wasmedge: the services as WebAssembly under WasmEdge"
 	@echo "make down    stop what 'make up' started (data under .stack/ is kept)"
 	@echo "make status  show what runs, with health"
@@ -30,6 +31,10 @@ deps:
 daprd: deps
 	@scripts/build-daprd.sh
 
+# The Zipkin server jar (from Maven, once, into .cache/zipkin/).
+zipkin: deps
+	@scripts/zipkin.sh
+
 build: deps
 	cargo build --release --bins
 
@@ -43,7 +48,7 @@ wasmedge: wasm
 	@scripts/wasmedge.sh
 	@scripts/wasmedge-aot.sh
 
-up: daprd build $(if $(filter wasmedge,$(RUNTIME)),wasmedge)
+up: daprd zipkin build $(if $(filter wasmedge,$(RUNTIME)),wasmedge)
 	@target/release/stackctl up --runtime $(RUNTIME)
 
 down:
@@ -58,7 +63,7 @@ status:
 # Last, classify's second backend (WasmEdge's TFLite plugin, a cargo feature)
 # must keep compiling for wasm32; it cannot run here (no plugin), so a check,
 # cheaper than a build (~30 s cold, nothing when unchanged).
-test: daprd
+test: daprd zipkin
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast -- --skip runtimes::
 	$(MAKE) --no-print-directory wasmedge

@@ -11,6 +11,10 @@ needs=(
   redis-cli:redis-tools
   clang:clang
   debootstrap:debootstrap  # the trixie root WasmEdge runs in (scripts/wasmedge.sh)
+  prometheus:prometheus
+  promtool:prometheus      # checks and unit-tests the alert rules
+  java:default-jre-headless  # Zipkin (scripts/zipkin.sh)
+  mvn:maven                # fetches the Zipkin jar
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -23,6 +27,7 @@ done
 [ -d /usr/include/wasm32-wasi ] || missing+=(wasi-libc)
 
 if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   echo "deps: installing ${missing[*]}"
   sudo=""
   if [ "$(id -u)" != 0 ]; then

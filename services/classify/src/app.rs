@@ -9,7 +9,9 @@ use kit::hyper::{Method, StatusCode};
 use kit::image_service::{self, ImageServiceConfig};
 use kit::record::Recorder;
 use kit::StartError;
+use kit::prometheus::{register_gauge_vec, HistogramVec};
 use std::path::PathBuf;
+use std::time::Instant;
 use std::sync::Arc;
 
 pub const APP_ID: &str = "image-api-classify";
@@ -49,7 +51,33 @@ pub fn config(src: &dyn Source) -> Result<Config, StartError> {
     })
 }
 
+/// Domain metrics, beside the shared request metrics.
+struct Metrics {
+    stage: HistogramVec,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Self {
+            stage: kit::metrics::histogram(
+                "classify_stage_duration_seconds",
+                "Time per stage of a classification: preprocess (decode, resize, normalise) or inference.",
+                &["stage", "backend"],
+            ),
+        }
+    }
+}
+
+fn model_load_gauge(backend: &str, seconds: f64) {
+    match register_gauge_vec!("classify_model_load_seconds", "How long loading the model took at start-up.", &["backend"]) {
+        Ok(g) => g.with_label_values(&[backend]).set(seconds),
+        Err(e) => tracing::warn!(error = %e, "cannot register classify_model_load_seconds"),
+    }
+}
+
 struct State {
+    metrics: Metrics,
+    backend: &'static str,
     recorder: Recorder,
     classifier: Arc<Classifier>,
     service: ImageServiceConfig,
@@ -65,10 +93,13 @@ pub async fn build(config: Config) -> Result<App, StartError> {
         load_ms = classifier.load_duration().as_secs_f64() * 1e3,
         "model loaded"
     );
+    model_load_gauge(config.classifier.backend.name(), classifier.load_duration().as_secs_f64());
     let (listener, recorder) = image_service::start(&config.service).await?;
     let probes = vec![image_service::sidecar_probe(&recorder)];
     let server = config.service.server.clone();
     let state = Arc::new(State {
+        metrics: Metrics::new(),
+        backend: config.classifier.backend.name(),
         recorder,
         classifier: Arc::new(classifier),
         service: config.service,
@@ -85,16 +116,29 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     App::new(listener, router, server)
 }
 
+impl State {
+    /// One stage of the work, in its own span and timed.
+    fn stage<T>(&self, name: &'static str, work: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = tracing::info_span!("classify", otel.name = name, backend = self.backend).in_scope(work);
+        if kit::metrics::enabled() {
+            self.metrics.stage.with_label_values(&[name, self.backend]).observe(started.elapsed().as_secs_f64());
+        }
+        out
+    }
+}
+
 /// `"<label> is detected with <n>/255 confidence"`, or the top-k as JSON
 /// with `Accept: application/json`.
 async fn classify(state: Arc<State>, req: Req) -> HandlerResult {
-    let (body, limits, classifier) = (
-        req.body.clone(),
-        state.service.limits,
-        state.classifier.clone(),
-    );
-    let predictions: Vec<Prediction> =
-        kit::rt::cpu(move || classifier.classify(&body, &limits)).await??;
+    let (body, limits, worker_state) = (req.body.clone(), state.service.limits, state.clone());
+    let predictions: Vec<Prediction> = kit::rt::cpu(move || {
+        let state = worker_state;
+        let input = state.stage("preprocess", || state.classifier.preprocess(&body, &limits))?;
+        let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
+        Ok::<_, image_api_classify::ClassifyError>(state.classifier.top_k(&probabilities))
+    })
+    .await??;
     let best = predictions
         .first()
         .ok_or_else(|| kit::ApiError::internal("the model gave no prediction"))?;

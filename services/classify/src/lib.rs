@@ -94,6 +94,7 @@ impl Classifier {
     /// Read the labels, load and prepare the model, check they agree.
     pub fn load(config: &ClassifierConfig) -> Result<Self, ClassifyError> {
         let started = Instant::now();
+        let _span = tracing::info_span!("model load", model = %config.model_path.display(), backend = config.backend.name()).entered();
         // Labels first: cheap, and a wrong path fails before the slow part.
         let labels = read_labels(&config.labels_path)?;
         let backend = backend::load_backend(config.backend, &config.model_path)?;

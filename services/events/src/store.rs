@@ -2,11 +2,14 @@
 //! classified once here: the database being away is 503 (retry), a broken
 //! query is 500, a schema not migrated yet is 503 naming the fix.
 
+use kit::prometheus::{HistogramVec, IntCounter, IntGauge};
 use kit::ApiError;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// An event as stored and listed (the original template's shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,12 +36,21 @@ impl NewEvent {
         let invalid = |m: String| Err(ApiError::bad_request("invalid_event", m));
         // 2000-01-01 .. 2100-01-01, in ms: catches seconds sent for ms.
         if !(946_684_800_000..=4_102_444_800_000).contains(&self.event_ts) {
-            return invalid(format!("event_ts {} is not milliseconds since the epoch", self.event_ts));
+            return invalid(format!(
+                "event_ts {} is not milliseconds since the epoch",
+                self.event_ts
+            ));
         }
         let op_ok = (1..=20).contains(&self.op_type.len())
-            && self.op_type.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            && self
+                .op_type
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !op_ok {
-            return invalid(format!("op_type {:?} must be 1 to 20 characters of a-z, 0-9, _ or -", self.op_type));
+            return invalid(format!(
+                "op_type {:?} must be 1 to 20 characters of a-z, 0-9, _ or -",
+                self.op_type
+            ));
         }
         if self.input_size > u64::from(u32::MAX) {
             return invalid(format!("input_size {} is too large", self.input_size));
@@ -60,7 +72,9 @@ pub enum StoreError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => ApiError::unavailable("database_unavailable", e.to_string()),
+            StoreError::Unavailable(_) => {
+                ApiError::unavailable("database_unavailable", e.to_string())
+            }
             StoreError::NotMigrated => ApiError::unavailable("schema_not_migrated", e.to_string()),
             StoreError::Query(_) => ApiError::internal(e.to_string()),
         }
@@ -81,11 +95,66 @@ const UNAVAILABLE_CODES: [u16; 6] = [
 pub fn classify(e: mysql_async::Error) -> StoreError {
     match e {
         mysql_async::Error::Server(ref s) if s.code == 1146 => StoreError::NotMigrated,
-        mysql_async::Error::Server(ref s) if UNAVAILABLE_CODES.contains(&s.code) => StoreError::Unavailable(e.to_string()),
-        mysql_async::Error::Server(_) | mysql_async::Error::Url(_) => StoreError::Query(e.to_string()),
+        mysql_async::Error::Server(ref s) if UNAVAILABLE_CODES.contains(&s.code) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        mysql_async::Error::Server(_) | mysql_async::Error::Url(_) => {
+            StoreError::Query(e.to_string())
+        }
         // I/O, driver (closed connection, pool gone) and the rest: the database is away.
         _ => StoreError::Unavailable(e.to_string()),
     }
+}
+
+/// A statement the store runs: its text, and names for spans and metrics.
+pub struct Statement {
+    pub name: &'static str,
+    pub operation: &'static str,
+    pub sql: &'static str,
+}
+
+const INSERT: Statement = Statement {
+    name: "INSERT image_evts",
+    operation: "insert",
+    sql: "INSERT INTO image_evts (event_ts, op_type, input_size) VALUES (?, ?, ?)",
+};
+const LIST: Statement = Statement {
+    name: "SELECT image_evts",
+    operation: "select",
+    sql: "SELECT id, event_ts, op_type, input_size FROM image_evts WHERE id < ? ORDER BY id DESC LIMIT ?",
+};
+const PING: Statement = Statement {
+    name: "PING",
+    operation: "ping",
+    sql: "PING",
+};
+
+struct StoreMetrics {
+    query: HistogramVec,
+    pool_wait: HistogramVec,
+    in_use: IntGauge,
+    inserted: IntCounter,
+}
+
+fn metrics() -> &'static StoreMetrics {
+    static METRICS: OnceLock<StoreMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| StoreMetrics {
+        query: kit::metrics::histogram(
+            "db_query_duration_seconds",
+            "Statements against the events database, by operation and outcome.",
+            &["operation", "outcome"],
+        ),
+        pool_wait: kit::metrics::histogram(
+            "db_pool_wait_seconds",
+            "Time to get a connection from the pool, by outcome.",
+            &["outcome"],
+        ),
+        in_use: kit::metrics::gauge(
+            "db_pool_connections_in_use",
+            "Connections running a statement now.",
+        ),
+        inserted: kit::metrics::counter("events_inserted_total", "Events stored."),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -105,39 +174,106 @@ impl EventStore {
     /// A lazy pool: nothing connects until the first query, so the service
     /// starts (and answers 503) while the database is away.
     pub fn new(url: &str, settings: &DbSettings) -> Result<Self, StoreError> {
-        let opts = Opts::from_url(url).map_err(|e| StoreError::Query(format!("bad database URL: {e}")))?;
+        let opts =
+            Opts::from_url(url).map_err(|e| StoreError::Query(format!("bad database URL: {e}")))?;
         let constraints = PoolConstraints::new(0, settings.pool_max.max(1))
             .ok_or_else(|| StoreError::Query("bad pool size".into()))?;
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             .with_inactive_connection_ttl(Duration::from_secs(30));
-        let builder = OptsBuilder::from_opts(opts).pool_opts(pool_opts).prefer_socket(false);
-        Ok(Self { pool: Pool::new(builder), timeout: settings.timeout })
+        let builder = OptsBuilder::from_opts(opts)
+            .pool_opts(pool_opts)
+            .prefer_socket(false);
+        Ok(Self {
+            pool: Pool::new(builder),
+            timeout: settings.timeout,
+        })
     }
 
-    /// A pooled connection, within the timeout.
+    /// A pooled connection, within the timeout; the wait is measured (a
+    /// long wait means the pool is too small or the database slow).
     pub async fn conn(&self) -> Result<Conn, StoreError> {
-        match kit::tokio::time::timeout(self.timeout, self.pool.get_conn()).await {
+        let started = std::time::Instant::now();
+        let got = match kit::tokio::time::timeout(self.timeout, self.pool.get_conn()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(StoreError::Unavailable(format!("no connection within {} ms", self.timeout.as_millis()))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no connection within {} ms",
+                self.timeout.as_millis()
+            ))),
+        };
+        if kit::metrics::enabled() {
+            let outcome = if got.is_ok() { "ok" } else { "error" };
+            metrics()
+                .pool_wait
+                .with_label_values(&[outcome])
+                .observe(started.elapsed().as_secs_f64());
         }
+        got
     }
 
-    async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T, mysql_async::Error>>) -> Result<T, StoreError> {
-        match kit::tokio::time::timeout(self.timeout, f).await {
+    /// One statement: bounded in time, in its own client span, timed by
+    /// operation and outcome, counted while it holds a connection.
+    async fn bounded<T>(
+        &self,
+        statement: &'static Statement,
+        f: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
+    ) -> Result<T, StoreError> {
+        // Pings (health checks every few seconds) would bury the real traces.
+        let span = if statement.operation == "ping" {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "sql",
+                otel.name = statement.name,
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                db.system = "mysql",
+                db.operation = statement.operation,
+                db.statement = statement.sql,
+            )
+        };
+        let m = metrics();
+        m.in_use.inc();
+        let started = std::time::Instant::now();
+        let result = match kit::tokio::time::timeout(self.timeout, f)
+            .instrument(span.clone())
+            .await
+        {
             Ok(r) => r.map_err(classify),
-            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        };
+        m.in_use.dec();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StoreError::Unavailable(_)) => "unavailable",
+            Err(StoreError::NotMigrated) => "not_migrated",
+            Err(StoreError::Query(_)) => "error",
+        };
+        if outcome != "ok" {
+            span.record("otel.status_code", "error");
         }
+        if kit::metrics::enabled() {
+            m.query
+                .with_label_values(&[statement.operation, outcome])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
     }
 
     pub async fn insert(&self, e: &NewEvent) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        self.bounded(conn.exec_drop(
-            "INSERT INTO image_evts (event_ts, op_type, input_size) VALUES (?, ?, ?)",
-            (e.event_ts, &e.op_type, e.input_size),
-        ))
+        self.bounded(
+            &INSERT,
+            conn.exec_drop(INSERT.sql, (e.event_ts, &e.op_type, e.input_size)),
+        )
         .await?;
+        if kit::metrics::enabled() {
+            metrics().inserted.inc();
+        }
         Ok(conn.last_insert_id().unwrap_or(0))
     }
 
@@ -145,34 +281,42 @@ impl EventStore {
     pub async fn list(&self, limit: u32, before_id: Option<u64>) -> Result<Vec<Event>, StoreError> {
         let before = before_id.unwrap_or(u64::MAX);
         let rows: Vec<(u64, i64, String, u32)> = self
-            .read(|mut conn| async move {
-                conn.exec(
-                    "SELECT id, event_ts, op_type, input_size FROM image_evts WHERE id < ? ORDER BY id DESC LIMIT ?",
-                    (before, limit),
-                )
-                .await
+            .read(&LIST, |mut conn| async move {
+                conn.exec(LIST.sql, (before, limit)).await
             })
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, event_ts, op_type, input_size)| Event { id, event_ts, op_type, input_size })
+            .map(|(id, event_ts, op_type, input_size)| Event {
+                id,
+                event_ts,
+                op_type,
+                input_size,
+            })
             .collect())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|mut conn| async move { conn.ping().await }).await
+        self.read(&PING, |mut conn| async move { conn.ping().await })
+            .await
     }
 
     /// A read, retried once on a fresh connection when the pooled one turns
     /// out dead (after a database restart every idle connection is).
-    async fn read<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
+    async fn read<T, F, Fut>(
+        &self,
+        statement: &'static Statement,
+        query: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = Result<T, mysql_async::Error>>,
     {
-        let first = self.bounded(query(self.conn().await?)).await;
+        let first = self.bounded(statement, query(self.conn().await?)).await;
         match first {
-            Err(StoreError::Unavailable(_)) => self.bounded(query(self.conn().await?)).await,
+            Err(StoreError::Unavailable(_)) => {
+                self.bounded(statement, query(self.conn().await?)).await
+            }
             other => other,
         }
     }
@@ -189,23 +333,47 @@ mod tests {
     use super::*;
 
     fn event(ts: i64, op: &str, size: u64) -> NewEvent {
-        NewEvent { event_ts: ts, op_type: op.into(), input_size: size }
+        NewEvent {
+            event_ts: ts,
+            op_type: op.into(),
+            input_size: size,
+        }
     }
 
     #[test]
     fn validation_catches_what_types_cannot() {
         assert!(event(1_700_000_000_000, "grayscale", 10).validate().is_ok());
-        assert!(event(1_700_000_000, "grayscale", 10).validate().is_err(), "seconds, not ms");
+        assert!(
+            event(1_700_000_000, "grayscale", 10).validate().is_err(),
+            "seconds, not ms"
+        );
         assert!(event(1_700_000_000_000, "", 10).validate().is_err());
-        assert!(event(1_700_000_000_000, "DROP TABLE", 10).validate().is_err());
-        assert!(event(1_700_000_000_000, "a_very_long_operation_name", 10).validate().is_err());
-        assert!(event(1_700_000_000_000, "classify", u64::from(u32::MAX) + 1).validate().is_err());
+        assert!(event(1_700_000_000_000, "DROP TABLE", 10)
+            .validate()
+            .is_err());
+        assert!(event(1_700_000_000_000, "a_very_long_operation_name", 10)
+            .validate()
+            .is_err());
+        assert!(
+            event(1_700_000_000_000, "classify", u64::from(u32::MAX) + 1)
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]
     fn unknown_fields_and_wrong_types_are_rejected() {
-        assert!(serde_json::from_str::<NewEvent>(r#"{"event_ts":1,"op_type":"a","input_size":1,"x":1}"#).is_err());
-        assert!(serde_json::from_str::<NewEvent>(r#"{"event_ts":"1","op_type":"a","input_size":1}"#).is_err());
-        assert!(serde_json::from_str::<NewEvent>(r#"{"event_ts":1,"op_type":"a","input_size":-1}"#).is_err());
+        assert!(serde_json::from_str::<NewEvent>(
+            r#"{"event_ts":1,"op_type":"a","input_size":1,"x":1}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<NewEvent>(
+            r#"{"event_ts":"1","op_type":"a","input_size":1}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<NewEvent>(
+            r#"{"event_ts":1,"op_type":"a","input_size":-1}"#
+        )
+        .is_err());
     }
 }

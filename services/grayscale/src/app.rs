@@ -10,7 +10,9 @@ use kit::image_service::{self, ImageServiceConfig};
 use kit::imaging::ImageLimits;
 use kit::record::Recorder;
 use kit::StartError;
+use kit::prometheus::HistogramVec;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub const APP_ID: &str = "image-api-grayscale";
 
@@ -21,12 +23,19 @@ pub fn config(src: &dyn Source) -> Result<ImageServiceConfig, StartError> {
 struct State {
     recorder: Recorder,
     limits: ImageLimits,
+    /// `grayscale_duration_seconds{format}`: decode + convert + encode.
+    duration: HistogramVec,
 }
 
 pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
     let (listener, recorder) = image_service::start(&config).await?;
     let probes = vec![image_service::sidecar_probe(&recorder)];
-    let state = Arc::new(State { recorder, limits: config.limits });
+    let duration = kit::metrics::histogram(
+        "grayscale_duration_seconds",
+        "Time to turn an image into a grayscale PNG (decode, convert, encode), by input format.",
+        &["format"],
+    );
+    let state = Arc::new(State { recorder, limits: config.limits, duration });
     let router = Router::new()
         .route(Method::GET, "/", |_req| async {
             Ok(http::text(
@@ -43,7 +52,12 @@ pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
 /// `Accept: image/png`.
 async fn grayscale(state: Arc<State>, req: Req) -> HandlerResult {
     let (body, limits) = (req.body.clone(), state.limits);
+    let started = Instant::now();
     let png = kit::rt::cpu(move || grayscale_png(&body, &limits)).await??;
+    if kit::metrics::enabled() {
+        let format = format!("{:?}", png.source_format).to_ascii_lowercase();
+        state.duration.with_label_values(&[&format]).observe(started.elapsed().as_secs_f64());
+    }
     state.recorder.success(&req.trace, "grayscale", req.body.len(), req.client_ip()).await?;
     if req.accepts("image/png") {
         Ok(http::with_body(StatusCode::OK, "image/png", png.png))

@@ -93,8 +93,12 @@ impl From<GrayscaleError> for ApiError {
 
 /// Decode `bytes` to grayscale and encode that as PNG.
 pub fn grayscale_png(bytes: &[u8], limits: &ImageLimits) -> Result<GrayPng, GrayscaleError> {
-    let luma = decode_luma(bytes, limits)?;
-    let png = encode_png(&luma)?;
+    // Spans for traces: "grayscale" around the work; "decode" takes the
+    // bytes to luma (a JPEG is decoded straight to Y, no colour step), "encode"
+    // writes the PNG.
+    let _work = tracing::info_span!("grayscale", input_bytes = bytes.len()).entered();
+    let luma = tracing::info_span!("decode").in_scope(|| decode_luma(bytes, limits))?;
+    let png = tracing::info_span!("encode", width = luma.width, height = luma.height).in_scope(|| encode_png(&luma))?;
     Ok(GrayPng {
         png,
         width: luma.width,

@@ -6,6 +6,7 @@
 
 use crate::config::DaprConfig;
 use crate::trace::TraceContext;
+use tracing::Instrument;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
 use http::{Method, StatusCode};
@@ -199,10 +200,19 @@ impl DaprClient {
         body: Bytes,
     ) -> Result<Invoked, DaprError> {
         let url = format!("{}{}", self.base, path);
+        // The first word of `op` is the kind of call: a bounded metric label.
+        let kind = op.split(' ').next().unwrap_or(op);
+        // A client span per call, whose context daprd continues; probes of
+        // the sidecar's health would only be noise in the traces.
+        let span = if kind == "healthz" {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!("dapr", otel.name = %format!("dapr {op}"), otel.kind = "client", dapr.operation = kind, http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty)
+        };
         let mut builder = Request::builder().method(method).uri(&url);
         if let Some(h) = builder.headers_mut() {
             h.extend(headers);
-            trace.inject(h);
+            TraceContext::of_span(&span).as_ref().unwrap_or(trace).inject(h);
             if let Some(token) = &self.token {
                 h.insert(API_TOKEN, token.clone());
             }
@@ -217,18 +227,29 @@ impl DaprClient {
             let body = hyper::body::to_bytes(body).await?;
             Ok::<_, hyper::Error>(Invoked { status: parts.status, headers: parts.headers, body })
         })
+        .instrument(span.clone())
         .await;
         let result = match outcome {
             Err(_) => Err(DaprError::Timeout { op: op.to_owned(), timeout: self.timeout }),
             Ok(Err(e)) => Err(DaprError::Unreachable { op: op.to_owned(), url, reason: e.to_string() }),
             Ok(Ok(invoked)) => Ok(invoked),
         };
-        tracing::debug!(
-            op,
-            outcome = match &result { Ok(r) => r.status.as_str().to_owned(), Err(e) => e.kind().to_owned() },
-            duration_ms = started.elapsed().as_secs_f64() * 1e3,
-            "dapr call"
-        );
+        let outcome = match &result {
+            Ok(r) if r.status.is_success() => "ok",
+            Ok(r) if r.status.is_client_error() => "4xx",
+            Ok(_) => "5xx",
+            Err(e) => e.kind(),
+        };
+        if let Ok(r) = &result {
+            span.record("http.response.status_code", r.status.as_u16());
+        }
+        if outcome != "ok" {
+            span.record("otel.status_code", "error");
+        }
+        if crate::metrics::enabled() {
+            crate::metrics::dapr_call_duration().with_label_values(&[kind, outcome]).observe(started.elapsed().as_secs_f64());
+        }
+        tracing::debug!(op, outcome, duration_ms = started.elapsed().as_secs_f64() * 1e3, "dapr call");
         result
     }
 

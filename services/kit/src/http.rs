@@ -26,8 +26,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::Instrument;
 
 pub type Reply = Response<Body>;
+
+/// Probed and scraped every few seconds: no spans, debug-level logs.
+const OPERATIONAL_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 pub type HandlerResult = Result<Reply, ApiError>;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Handler = Arc<dyn Fn(Req) -> BoxFuture<HandlerResult> + Send + Sync>;
@@ -150,6 +154,14 @@ impl Router {
         self
     }
 
+    /// The route template `path` matches, or "unmatched".
+    fn template(&self, method: &Method, path: &str) -> &'static str {
+        match self.find(method, path) {
+            Found::Route(route) => route.path,
+            _ => "unmatched",
+        }
+    }
+
     fn find(&self, method: &Method, path: &str) -> Found<'_> {
         let mut allowed = Vec::new();
         for route in self.routes.iter().filter(|r| r.path == path) {
@@ -184,15 +196,44 @@ impl Server {
     }
 
     /// One request, start to finish. Never fails: every error is an answer.
+    ///
+    /// It runs in a server span that continues the caller's trace (daprd's
+    /// `traceparent`); the answer carries `traceparent` naming that span, so
+    /// a caller can open the trace. Health, readiness and metrics scrapes get
+    /// no span: they would bury the real traces.
     pub async fn handle(&self, req: Request<Body>, peer: SocketAddr) -> Reply {
+        let span = if OPERATIONAL_PATHS.contains(&req.uri().path()) {
+            tracing::Span::none()
+        } else {
+            // Named by route template, never the raw path (spans group by name).
+            let route = self.router.template(req.method(), req.uri().path());
+            let span = tracing::info_span!(
+                "request",
+                otel.name = %format!("{} {route}", req.method()),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %req.method(),
+                http.route = route,
+                url.path = %req.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+                client.address = %peer.ip(),
+            );
+            crate::trace::continue_trace(&span, req.headers());
+            span
+        };
+        self.handle_in_span(req, peer, &span).instrument(span.clone()).await
+    }
+
+    async fn handle_in_span(&self, req: Request<Body>, peer: SocketAddr, span: &tracing::Span) -> Reply {
         let started = Instant::now();
-        let metrics = crate::metrics::http();
-        metrics.in_flight.inc();
+        let metrics = crate::metrics::enabled().then(crate::metrics::http);
+        if let Some(m) = metrics {
+            m.in_flight.inc();
+        }
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let has_body = !req.body().is_end_stream();
-        let (route, result, body_read) = self.dispatch(req, peer).await;
-        metrics.in_flight.dec();
+        let (route, result, body_read) = self.dispatch(req, peer, span).await;
         let mut reply = match result {
             Ok(reply) => reply,
             Err(err) => {
@@ -213,12 +254,25 @@ impl Server {
         }
         let elapsed = started.elapsed();
         let status = reply.status();
-        metrics
-            .duration
-            .with_label_values(&[crate::metrics::method_label(&method), route, status.as_str()])
-            .observe(elapsed.as_secs_f64());
-        if let Some(size) = reply.body().size_hint().exact() {
-            metrics.response_size.with_label_values(&[route]).observe(size as f64);
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "error");
+        }
+        if let Some(tp) = crate::trace::TraceContext::of_span(span).and_then(|t| t.traceparent) {
+            reply.headers_mut().insert(crate::trace::TRACEPARENT, tp);
+        }
+        if let Some(m) = metrics {
+            m.in_flight.dec();
+            m.duration
+                .with_label_values(&[crate::metrics::method_label(&method), route, status.as_str()])
+                .observe(elapsed.as_secs_f64());
+            if let Some(size) = reply.body().size_hint().exact() {
+                m.response_size.with_label_values(&[route]).observe(size as f64);
+            }
+        }
+        if span.is_none() {
+            tracing::debug!(%method, route, status = status.as_u16(), "request");
+            return reply;
         }
         tracing::info!(
             %method,
@@ -233,7 +287,7 @@ impl Server {
     }
 
     /// The route, the outcome, and whether the request body was read to its end.
-    async fn dispatch(&self, req: Request<Body>, peer: SocketAddr) -> (&'static str, HandlerResult, bool) {
+    async fn dispatch(&self, req: Request<Body>, peer: SocketAddr, span: &tracing::Span) -> (&'static str, HandlerResult, bool) {
         let route = match self.router.find(req.method(), req.uri().path()) {
             Found::Route(route) => route,
             Found::WrongMethod(allowed) => {
@@ -257,9 +311,13 @@ impl Server {
             Ok(body) => body,
             Err(err) => return (route.path, Err(err), false),
         };
-        crate::metrics::http().request_size.with_label_values(&[route.path]).observe(body.len() as f64);
+        if crate::metrics::enabled() {
+            crate::metrics::http().request_size.with_label_values(&[route.path]).observe(body.len() as f64);
+        }
         let req = Req {
-            trace: TraceContext::from_headers(&parts.headers),
+            // What this request's own calls carry: this server span as their
+            // parent, or (spans off) the caller's context passed through.
+            trace: TraceContext::of_span(span).unwrap_or_else(|| TraceContext::from_headers(&parts.headers)),
             method: parts.method,
             uri: parts.uri,
             headers: parts.headers,

@@ -33,4 +33,5 @@ pub use error::{ApiError, StartError};
 // Services use these through kit, so the native/WASI renaming lives in one
 // Cargo.toml.
 pub use hyper;
+pub use prometheus;
 pub use tokio;

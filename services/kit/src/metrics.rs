@@ -7,7 +7,20 @@
 use prometheus::{
     register_histogram_vec, register_int_gauge, register_int_gauge_vec, Encoder, HistogramVec, IntGauge, TextEncoder,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// `METRICS=false` stops recording (the observability-tax benchmark
+/// measures with and without); `/metrics` still answers.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// Seconds, from 1 ms to 30 s: image work is milliseconds, a cold model load
 /// or a Dapr retry is seconds.
@@ -58,6 +71,47 @@ pub fn http() -> &'static HttpMetrics {
             SIZE_BUCKETS.to_vec()
         )),
     })
+}
+
+/// `dapr_client_call_duration_seconds{operation, outcome}`: every call a
+/// service makes to its sidecar (invoke, state.get, state.save, secrets.get,
+/// ...), outcome `ok`, `4xx`, `5xx`, `timeout` or `unreachable`.
+pub fn dapr_call_duration() -> &'static HistogramVec {
+    static METRIC: OnceLock<HistogramVec> = OnceLock::new();
+    METRIC.get_or_init(|| {
+        registered(register_histogram_vec!(
+            "dapr_client_call_duration_seconds",
+            "Calls from the service to its Dapr sidecar, by operation and outcome.",
+            &["operation", "outcome"],
+            LATENCY_BUCKETS.to_vec()
+        ))
+    })
+}
+
+/// A histogram of seconds with the standard buckets, registered once; for
+/// the services' domain metrics (decode, inference, queries).
+/// Asking twice for one name (an app built twice in one test process) gives
+/// the same metric.
+pub fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    static MADE: std::sync::Mutex<Vec<(String, HistogramVec)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, h)) = made.iter().find(|(n, _)| n == name) {
+        return h.clone();
+    }
+    let h = registered(register_histogram_vec!(name, help, labels, LATENCY_BUCKETS.to_vec()));
+    made.push((name.to_owned(), h.clone()));
+    h
+}
+
+/// A gauge registered once (a second call with the same name panics: call
+/// it from a `OnceLock`).
+pub fn gauge(name: &str, help: &str) -> IntGauge {
+    registered(register_int_gauge!(name, help))
+}
+
+/// A counter registered once (same rule as [`gauge`]).
+pub fn counter(name: &str, help: &str) -> prometheus::IntCounter {
+    registered(prometheus::register_int_counter!(name, help))
 }
 
 /// A method as a label: the standard ones by name, anything else "other".

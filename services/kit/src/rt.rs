@@ -15,7 +15,17 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    crate::telemetry::init(service);
+    let settings = crate::telemetry::TelemetryConfig::from_source(&crate::config::Env, service)
+        .and_then(|t| Ok((t, crate::config::flag(&crate::config::Env, "METRICS", true)?)));
+    let (telemetry, metrics_on) = match settings {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::metrics::set_enabled(metrics_on);
+    let mut telemetry = crate::telemetry::init(telemetry);
     let runtime = match build_runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -23,7 +33,16 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app()) {
+    let outcome = runtime.block_on(async {
+        let exporter = telemetry.start_export();
+        let outcome = app().await;
+        // The last requests' spans, before the process ends.
+        if let Some(exporter) = exporter {
+            exporter.flush().await;
+        }
+        outcome
+    });
+    match outcome {
         Ok(()) => {
             tracing::info!(service, "stopped");
             ExitCode::SUCCESS
@@ -82,7 +101,9 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
+    // The span goes along, so spans the work opens are children of the request's.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
         .await
         .map_err(|e| crate::ApiError::internal(format!("worker failed: {e}")))
 }

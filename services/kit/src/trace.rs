@@ -3,6 +3,10 @@
 //! daprd continues the caller's trace instead of starting a new one.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -35,9 +39,49 @@ impl TraceContext {
         }
     }
 
+    /// The context of `span` (its trace id, its own span id as the parent of
+    /// what it calls), or `None` when spans are not being recorded
+    /// (`TRACING=false`, or no subscriber as in unit tests).
+    pub fn of_span(span: &tracing::Span) -> Option<Self> {
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        if !sc.is_valid() {
+            return None;
+        }
+        let traceparent = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
+        let state = sc.trace_state().header();
+        Some(Self {
+            traceparent: HeaderValue::from_str(&traceparent).ok(),
+            tracestate: Some(state).filter(|s| !s.is_empty()).and_then(|s| HeaderValue::from_str(&s).ok()),
+        })
+    }
+
     /// The 32-hex-digit trace id, when there is a context.
     pub fn trace_id(&self) -> Option<&str> {
         self.traceparent.as_ref().and_then(|v| v.to_str().ok()).and_then(|s| s.get(3..35))
+    }
+}
+
+/// Makes `span` a child of the trace the inbound `headers` carry (W3C trace
+/// context); with none, `span` starts a new trace. Call it before anything
+/// reads the span's context.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// `http` 0.2 headers as OpenTelemetry's extractor (its own adapter speaks `http` 1.x).
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
     }
 }
 

@@ -10,16 +10,18 @@ pub mod daprd;
 pub mod mariadb;
 pub mod paths;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod service;
 pub mod stack;
+pub mod zipkin;
 
 pub use client::{HttpClient, Reply};
 /// HTTP methods for [`HttpClient::request`].
 pub use hyper::Method;
 pub use process::Mode;
 pub use service::{Runtime, Service};
-pub use stack::{Stack, StackOptions};
+pub use stack::{Stack, StackOptions, Tracing};
 
 use std::future::Future;
 use std::net::TcpListener;

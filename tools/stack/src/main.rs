@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 const MARIADB_PORT: u16 = 3306;
 const REDIS_PORT: u16 = 6379;
+const ZIPKIN_PORT: u16 = 9411;
+const PROMETHEUS_PORT: u16 = 9090;
+const GRAFANA_PORT: u16 = 3000;
 
 fn stack_dir() -> PathBuf {
     std::env::var_os("STACK_DIR").map(PathBuf::from).unwrap_or_else(|| paths::repo_root().join(".stack"))
@@ -42,7 +45,8 @@ fn live_pid(pid_file: &Path) -> Option<u32> {
     // A binary rebuilt while it runs shows as "<name> (deleted)".
     let exe = pid_exe(pid)?.file_name()?.to_str()?.trim_end_matches(" (deleted)").to_owned();
     // Debian's redis-server is a link to redis-check-rdb.
-    let ours = ["mariadbd", "redis-server", "redis-check-rdb", "daprd"].contains(&exe.as_str())
+    let ours = ["mariadbd", "redis-server", "redis-check-rdb", "daprd", "java", "prometheus", "grafana", "grafana-server"]
+        .contains(&exe.as_str())
         || Service::ALL.iter().any(|s| s.binary() == exe)
         || exe.starts_with("wasmedge");
     ours.then_some(pid)
@@ -52,7 +56,12 @@ fn down(dir: &Path) -> usize {
     let mut stopped = 0;
     // Services and sidecars first, then the stores they use.
     let mut all = recorded(dir);
-    all.sort_by_key(|(name, _)| matches!(name.as_str(), "mariadb" | "redis"));
+    // Zipkin last, so the spans of the last requests still reach it.
+    all.sort_by_key(|(name, _)| match name.as_str() {
+        "mariadb" | "redis" => 1,
+        "zipkin" | "prometheus" | "grafana" => 2,
+        _ => 0,
+    });
     for (name, pid_file) in all {
         if let Some(pid) = live_pid(&pid_file) {
             signal(pid, libc::SIGTERM);
@@ -88,6 +97,19 @@ async fn status(dir: &Path) -> bool {
     };
     all_up &= line("mariadb", format!("mysql://127.0.0.1:{MARIADB_PORT}"), None, "-");
     all_up &= line("redis", format!("redis://127.0.0.1:{REDIS_PORT}"), None, "-");
+    for (name, url, health) in [
+        ("zipkin", format!("http://127.0.0.1:{ZIPKIN_PORT}/zipkin/"), "/health"),
+        ("prometheus", format!("http://127.0.0.1:{PROMETHEUS_PORT}/"), "/-/ready"),
+    ] {
+        let base = url.trim_end_matches('/').trim_end_matches("/zipkin");
+        let healthy = client.get(&format!("{base}{health}")).await.map(|r| r.status.is_success()).ok();
+        all_up &= line(name, url, Some(healthy.unwrap_or(false)), "-");
+    }
+    if grafana_binary().is_some() {
+        let url = format!("http://127.0.0.1:{GRAFANA_PORT}/");
+        let healthy = client.get(&format!("{url}api/health")).await.map(|r| r.status.is_success()).ok();
+        all_up &= line("grafana", url, Some(healthy.unwrap_or(false)), "-");
+    }
     for s in Service::ALL {
         let url = format!("http://127.0.0.1:{}", s.app_port());
         let healthy = client.get(&format!("{url}/readyz")).await.map(|r| r.status.is_success()).ok();
@@ -124,21 +146,64 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
         redis_port: REDIS_PORT,
         service_env: vec![("LOG_FORMAT".into(), "json".into())],
         log_level: "info".into(),
+        tracing: stack::Tracing::OwnZipkin { port: ZIPKIN_PORT },
+        prometheus_port: Some(PROMETHEUS_PORT),
     };
     let started = Instant::now();
     let stack = Stack::start(opts).await.map_err(|e| e.to_string())?;
     let _ = std::fs::write(dir.join("runtime"), stack.runtime.name());
     // Detached processes outlive their handles; `down` finds them by pid.
     drop(stack);
+    start_grafana(dir)?;
     println!("the stack is up in {:.1} s\n", started.elapsed().as_secs_f64());
     status(dir).await;
     println!(
         "\nlogs:  {0}/logs/ (one file per service and sidecar), {0}/mariadb/mariadb.log, {0}/redis/redis.log\n\
+         look:  Zipkin http://127.0.0.1:{ZIPKIN_PORT}/zipkin/  Prometheus http://127.0.0.1:{PROMETHEUS_PORT}/  metrics: GET /metrics on every app\n\
          try:   curl http://localhost:9007/init\n       \
          curl http://localhost:9005/grayscale -X POST --data-binary '@../shared/images/hot_dog.jpg'\n\
          stop:  make down",
         dir.display()
     );
+    Ok(())
+}
+
+/// Grafana, when one is installed (it is not packaged for this machine:
+/// `docker compose up` runs it); otherwise say so and go on.
+fn grafana_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| [dir.join("grafana-server"), dir.join("grafana")])
+        .find(|p| p.is_file())
+}
+
+fn start_grafana(dir: &Path) -> Result<(), String> {
+    let Some(binary) = grafana_binary() else {
+        println!("grafana: no grafana-server installed here, so no dashboards locally; `docker compose up` runs Grafana with grafana/");
+        return Ok(());
+    };
+    let repo = paths::repo_root();
+    let mut cmd = std::process::Command::new(&binary);
+    if binary.file_name().is_some_and(|n| n == "grafana") {
+        cmd.arg("server");
+    }
+    // Debian-style packages keep their static files here; GF_PATHS_HOME overrides.
+    let home = std::env::var("GF_PATHS_HOME").unwrap_or_else(|_| "/usr/share/grafana".into());
+    cmd.arg("--homepath")
+        .arg(home)
+        .env("GF_SERVER_HTTP_ADDR", "127.0.0.1")
+        .env("GF_SERVER_HTTP_PORT", GRAFANA_PORT.to_string())
+        .env("GF_PATHS_DATA", dir.join("grafana/data"))
+        .env("GF_PATHS_LOGS", dir.join("grafana/logs"))
+        .env("GF_PATHS_PROVISIONING", repo.join("grafana/provisioning"))
+        .env("GF_AUTH_ANONYMOUS_ENABLED", "true")
+        .env("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer")
+        .env("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", repo.join("grafana/dashboards/service-overview.json"))
+        .env("GRAFANA_DASHBOARDS_DIR", repo.join("grafana/dashboards"))
+        .env("PROMETHEUS_URL", format!("http://127.0.0.1:{PROMETHEUS_PORT}"))
+        .env("ZIPKIN_URL", format!("http://127.0.0.1:{ZIPKIN_PORT}"));
+    let mode = Mode::Detached { pid_file: dir.join("run/grafana.pid") };
+    stack::process::Proc::spawn("grafana", cmd, &dir.join("logs/grafana.log"), mode).map_err(|e| e.to_string())?;
     Ok(())
 }
 

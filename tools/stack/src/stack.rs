@@ -5,6 +5,8 @@ use crate::client::HttpClient;
 use crate::daprd::{Sidecar, SidecarPorts, SidecarSpec};
 use crate::mariadb::MariaDb;
 use crate::process::{Mode, Proc};
+use crate::prometheus::{Prometheus, Target};
+use crate::zipkin::Zipkin;
 use crate::redis::Redis;
 use crate::service::{Runtime, Service};
 use crate::{paths, wait_until, Error};
@@ -22,6 +24,18 @@ pub enum Database {
     Own { port: u16 },
 }
 
+/// Where the stack's spans go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tracing {
+    /// Not exported: daprd samples nothing, the apps export nothing (trace
+    /// context still flows, and logs still carry trace ids).
+    Off,
+    /// The test binary's Zipkin ([`crate::zipkin::shared`]).
+    SharedZipkin,
+    /// A Zipkin of this stack's own on `port` (`make up`: 9411).
+    OwnZipkin { port: u16 },
+}
+
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub services: Vec<Service>,
@@ -35,6 +49,9 @@ pub struct StackOptions {
     /// Extra settings for every service (e.g. smaller limits in a test).
     pub service_env: Vec<(String, String)>,
     pub log_level: String,
+    pub tracing: Tracing,
+    /// A Prometheus scraping this stack, on this port.
+    pub prometheus_port: Option<u16>,
 }
 
 impl StackOptions {
@@ -53,7 +70,21 @@ impl StackOptions {
             redis_port: crate::free_port(),
             service_env: Vec::new(),
             log_level: "info".into(),
+            tracing: Tracing::Off,
+            prometheus_port: None,
         }
+    }
+
+    /// Spans to the test binary's Zipkin.
+    pub fn with_tracing(mut self) -> Self {
+        self.tracing = Tracing::SharedZipkin;
+        self
+    }
+
+    /// A Prometheus of this stack's own, on a free port.
+    pub fn with_prometheus(mut self) -> Self {
+        self.prometheus_port = Some(crate::free_port());
+        self
     }
 
     pub fn with_env(mut self, name: &str, value: &str) -> Self {
@@ -170,6 +201,9 @@ pub struct Stack {
     pub services: Vec<RunningService>,
     pub client: HttpClient,
     pub runtime: Runtime,
+    /// Where spans go, when the stack exports them.
+    pub zipkin: Option<Arc<Zipkin>>,
+    pub prometheus: Option<Prometheus>,
 }
 
 static SHARED_MARIADB: OnceCell<Arc<Mutex<MariaDb>>> = OnceCell::const_new();
@@ -188,6 +222,39 @@ pub async fn shared_mariadb() -> Result<Arc<Mutex<MariaDb>>, Error> {
 
 const STARTUP: Duration = Duration::from_secs(90);
 
+/// components/config.yaml as this stack's daprd reads it: the one file, with
+/// the Zipkin endpoint pointed at this stack's Zipkin, or sampling at zero
+/// when spans go nowhere. Everything else is untouched.
+fn render_dapr_config(dir: &Path, spans_endpoint: Option<&str>) -> Result<PathBuf, Error> {
+    let source = paths::components_dir().join("config.yaml");
+    let text = std::fs::read_to_string(&source).map_err(|e| Error::io(&source, e))?;
+    let mut found = (false, false);
+    let rendered: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let key = line.trim_start();
+            if key.starts_with("endpointAddress:") {
+                found.0 = true;
+                return format!("{indent}endpointAddress: \"{}\"", spans_endpoint.unwrap_or("http://127.0.0.1:9/api/v2/spans"));
+            }
+            if key.starts_with("samplingRate:") {
+                found.1 = true;
+                if spans_endpoint.is_none() {
+                    return format!("{indent}samplingRate: \"0\"");
+                }
+            }
+            line.to_owned()
+        })
+        .collect();
+    if found != (true, true) {
+        return Err(Error::msg(format!("{}: no tracing.samplingRate or zipkin.endpointAddress to set", source.display())));
+    }
+    let out = dir.join("dapr-config.yaml");
+    std::fs::write(&out, rendered.join("\n") + "\n").map_err(|e| Error::io(&out, e))?;
+    Ok(out)
+}
+
 impl Stack {
     pub async fn start(opts: StackOptions) -> Result<Stack, Error> {
         opts.runtime.check(&opts.services)?;
@@ -201,6 +268,13 @@ impl Stack {
         };
 
         let redis = Redis::start(&dir.join("redis"), opts.redis_port, pid_file("redis")).await?;
+        let zipkin = match opts.tracing {
+            Tracing::Off => None,
+            Tracing::SharedZipkin => Some(crate::zipkin::shared().await?),
+            Tracing::OwnZipkin { port } => Some(Arc::new(Zipkin::start(&dir.join("zipkin"), port, pid_file("zipkin")).await?)),
+        };
+        let spans_endpoint = zipkin.as_ref().map(|z| z.spans_endpoint());
+        let dapr_config = render_dapr_config(&dir, spans_endpoint.as_deref())?;
 
         let (mariadb, database_url) = if opts.services.contains(&Service::Events) {
             match &opts.database {
@@ -239,6 +313,7 @@ impl Stack {
                 ("APP_PORT".into(), app_port.to_string()),
                 ("DAPR_HTTP_PORT".into(), ports.http.to_string()),
                 ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+                ("ZIPKIN_ENDPOINT".into(), spans_endpoint.clone().unwrap_or_default()),
             ];
             env.extend(service.env(opts.runtime));
             env.extend(opts.service_env.iter().cloned());
@@ -247,7 +322,7 @@ impl Stack {
                 app_port,
                 ports,
                 resources_dir: paths::components_dir(),
-                config_file: paths::components_dir().join("config.yaml"),
+                config_file: dapr_config.clone(),
                 workdir: dir.clone(),
                 env: vec![
                     ("REDIS_HOST".into(), redis.address()),
@@ -272,7 +347,25 @@ impl Stack {
         for s in &mut services {
             s.wait_ready(STARTUP).await?;
         }
+        let prometheus = match opts.prometheus_port {
+            None => None,
+            Some(port) => {
+                let targets: Vec<Target> = services
+                    .iter()
+                    .flat_map(|s| {
+                        let app_id = s.service.app_id().to_owned();
+                        [
+                            Target { app_id: app_id.clone(), port: s.app_port, job: "apps" },
+                            Target { app_id, port: s.sidecar.spec.ports.metrics, job: "daprd" },
+                        ]
+                    })
+                    .collect();
+                Some(Prometheus::start(&dir.join("prometheus"), port, &targets, pid_file("prometheus")).await?)
+            }
+        };
         Ok(Stack {
+            zipkin,
+            prometheus,
             dir,
             redis,
             mariadb,

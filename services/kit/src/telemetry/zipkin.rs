@@ -1,0 +1,228 @@
+//! Finished spans to Zipkin (`POST /api/v2/spans`, JSON v2), from a task on
+//! the service's own runtime.
+//!
+//! Why not `opentelemetry-zipkin`: its 0.33 local endpoint has no
+//! `serviceName` (Zipkin would list every service as "unknown"), it needs an
+//! `http` 1.x client while hyper 0.14 / hyper_wasi speak `http` 0.2, and it is
+//! deprecated. The JSON v2 model is small; writing it here keeps the app id
+//! on every span and one HTTP client in kit.
+
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::Context;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use prometheus::{register_int_counter_vec, IntCounterVec};
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Spans waiting for the exporter; past this, new spans are dropped and
+/// counted rather than grow memory without bound.
+pub const QUEUE_CAPACITY: usize = 8192;
+const BATCH_MAX: usize = 512;
+/// How long a batch waits for more spans: short, so a trace shows up in
+/// Zipkin within a second of the request.
+const BATCH_LINGER: Duration = Duration::from_millis(200);
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// At shutdown, how long flushing may take.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn spans_counter() -> &'static IntCounterVec {
+    static SPANS: OnceLock<IntCounterVec> = OnceLock::new();
+    SPANS.get_or_init(|| match register_int_counter_vec!(
+        "trace_spans_total",
+        "Finished spans by what became of them: exported, dropped (queue full) or failed (Zipkin unreachable).",
+        &["outcome"]
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("metric registration: {e}"),
+    })
+}
+
+pub type SpanQueue = mpsc::Receiver<SpanData>;
+
+/// The SDK's side: puts each finished, sampled span in the queue. Never
+/// blocks the thread that ended the span.
+#[derive(Debug)]
+pub struct ChannelProcessor {
+    tx: mpsc::Sender<SpanData>,
+}
+
+impl ChannelProcessor {
+    pub fn new(capacity: usize) -> (Self, SpanQueue) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
+    }
+}
+
+impl SpanProcessor for ChannelProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        if self.tx.try_send(span).is_err() {
+            spans_counter().with_label_values(&["dropped"]).inc();
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// The running export task.
+pub struct Exporter {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    pub fn spawn(queue: SpanQueue, endpoint: String, service: String) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(export_loop(queue, Poster::new(endpoint, service), stopped));
+        Self { stop, task }
+    }
+
+    /// Sends what is still queued, within a bound, and ends the task.
+    pub async fn flush(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(FLUSH_TIMEOUT + POST_TIMEOUT, self.task).await.is_err() {
+            tracing::warn!("spans still unsent after the flush deadline");
+        }
+    }
+}
+
+async fn export_loop(mut queue: SpanQueue, mut poster: Poster, mut stopped: oneshot::Receiver<()>) {
+    loop {
+        let first = tokio::select! {
+            span = queue.recv() => match span { Some(span) => span, None => return },
+            _ = &mut stopped => break,
+        };
+        let mut batch = vec![first];
+        let linger = tokio::time::sleep(BATCH_LINGER);
+        tokio::pin!(linger);
+        while batch.len() < BATCH_MAX {
+            tokio::select! {
+                span = queue.recv() => match span { Some(span) => batch.push(span), None => break },
+                _ = &mut linger => break,
+            }
+        }
+        poster.post(batch).await;
+    }
+    // Shutting down: whatever is queued now, in batches, within the deadline.
+    let flush = async {
+        let mut batch = Vec::new();
+        while let Ok(span) = queue.try_recv() {
+            batch.push(span);
+            if batch.len() == BATCH_MAX {
+                poster.post(std::mem::take(&mut batch)).await;
+            }
+        }
+        if !batch.is_empty() {
+            poster.post(batch).await;
+        }
+    };
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush).await;
+}
+
+struct Poster {
+    endpoint: String,
+    service: String,
+    http: hyper::Client<hyper::client::HttpConnector>,
+    /// Logged once per outage, not once per batch.
+    failing: bool,
+}
+
+impl Poster {
+    fn new(endpoint: String, service: String) -> Self {
+        Self { endpoint, service, http: hyper::Client::new(), failing: false }
+    }
+
+    async fn post(&mut self, batch: Vec<SpanData>) {
+        let count = batch.len() as u64;
+        let body = Value::Array(batch.into_iter().map(|s| to_zipkin(&self.service, s)).collect()).to_string();
+        let request = hyper::Request::post(&self.endpoint)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(hyper::Body::from(body));
+        let outcome = match request {
+            Err(e) => Err(format!("cannot build the request: {e}")),
+            Ok(request) => match tokio::time::timeout(POST_TIMEOUT, self.http.request(request)).await {
+                Err(_) => Err(format!("no answer within {} s", POST_TIMEOUT.as_secs())),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(res)) if res.status().is_success() => Ok(()),
+                Ok(Ok(res)) => Err(format!("Zipkin answered {}", res.status())),
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                spans_counter().with_label_values(&["exported"]).inc_by(count);
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(endpoint = %self.endpoint, "span export recovered");
+                }
+            }
+            Err(reason) => {
+                spans_counter().with_label_values(&["failed"]).inc_by(count);
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!(endpoint = %self.endpoint, %reason, "span export failed; spans are dropped until Zipkin is back");
+                }
+            }
+        }
+    }
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// One span in Zipkin's JSON v2 model.
+pub fn to_zipkin(service: &str, span: SpanData) -> Value {
+    let mut tags = Map::new();
+    for kv in &span.attributes {
+        tags.insert(kv.key.to_string(), Value::String(kv.value.to_string()));
+    }
+    // Tells the services' own spans from daprd's (same service name) at a glance.
+    tags.insert("otel.scope.name".into(), Value::String(span.instrumentation_scope.name().to_owned()));
+    if let Status::Error { description } = &span.status {
+        tags.insert("error".into(), Value::String(if description.is_empty() { "true".into() } else { description.to_string() }));
+    }
+    let start = micros(span.start_time);
+    let mut out = json!({
+        "traceId": span.span_context.trace_id().to_string(),
+        "id": span.span_context.span_id().to_string(),
+        "name": span.name,
+        "timestamp": start,
+        // Zipkin drops a zero duration: a span always took at least 1 µs.
+        "duration": micros(span.end_time).saturating_sub(start).max(1),
+        "localEndpoint": {"serviceName": service},
+        "tags": tags,
+    });
+    if span.parent_span_id != SpanId::INVALID {
+        out["parentId"] = Value::String(span.parent_span_id.to_string());
+    }
+    let kind = match span.span_kind {
+        SpanKind::Server => Some("SERVER"),
+        SpanKind::Client => Some("CLIENT"),
+        SpanKind::Producer => Some("PRODUCER"),
+        SpanKind::Consumer => Some("CONSUMER"),
+        SpanKind::Internal => None,
+    };
+    if let Some(kind) = kind {
+        out["kind"] = Value::String(kind.into());
+    }
+    let annotations: Vec<Value> = span
+        .events
+        .iter()
+        .map(|e| json!({"timestamp": micros(e.timestamp), "value": e.name}))
+        .collect();
+    if !annotations.is_empty() {
+        out["annotations"] = Value::Array(annotations);
+    }
+    out
+}
