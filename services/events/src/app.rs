@@ -31,28 +31,16 @@ pub struct Config {
 
 impl Config {
     pub fn from_source(src: &dyn Source) -> Result<Self, StartError> {
-        let page_max = config::in_range(
-            "EVENTS_PAGE_MAX",
-            config::var(src, "EVENTS_PAGE_MAX", 1000u32)?,
-            1..=100_000,
-        )?;
+        let page_max = config::in_range("EVENTS_PAGE_MAX", config::var(src, "EVENTS_PAGE_MAX", 1000u32)?, 1..=100_000)?;
         Ok(Self {
             server: ServerConfig::from_source(src, 9007)?,
             dapr: DaprConfig::from_source(src, APP_ID, 3505)?,
             db_url_secret: config::var(src, "DB_URL_SECRET", "DB_URL:MYSQL".to_owned())?,
             db: DbSettings {
-                pool_max: config::in_range(
-                    "DB_POOL_MAX",
-                    config::var(src, "DB_POOL_MAX", 10usize)?,
-                    1..=1000,
-                )?,
+                pool_max: config::in_range("DB_POOL_MAX", config::var(src, "DB_POOL_MAX", 10usize)?, 1..=1000)?,
                 timeout: config::millis(src, "DB_TIMEOUT_MS", Duration::from_secs(5))?,
             },
-            db_health_interval: config::millis(
-                src,
-                "DB_HEALTH_INTERVAL_MS",
-                Duration::from_secs(5),
-            )?,
+            db_health_interval: config::millis(src, "DB_HEALTH_INTERVAL_MS", Duration::from_secs(5))?,
             page_default: config::in_range(
                 "EVENTS_PAGE_DEFAULT",
                 config::var(src, "EVENTS_PAGE_DEFAULT", 100u32)?,
@@ -76,34 +64,16 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     let listener = http::bind(&config.server).await?;
     let dapr = DaprClient::new(&config.dapr)?;
     dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
-    let secret = dapr
-        .get_secret(
-            &TraceContext::default(),
-            &config.dapr.secret_store,
-            &config.db_url_secret,
-        )
-        .await?;
-    let url = secret
-        .get(&config.db_url_secret)
-        .or_else(|| secret.values().next())
-        .ok_or_else(|| {
-            StartError::Other(format!(
-                "secret {} in store {} is empty",
-                config.db_url_secret, config.dapr.secret_store
-            ))
-        })?;
+    let secret = dapr.get_secret(&TraceContext::default(), &config.dapr.secret_store, &config.db_url_secret).await?;
+    let url = secret.get(&config.db_url_secret).or_else(|| secret.values().next()).ok_or_else(|| {
+        StartError::Other(format!("secret {} in store {} is empty", config.db_url_secret, config.dapr.secret_store))
+    })?;
     let store = EventStore::new(url, &config.db).map_err(|e| StartError::Other(e.to_string()))?;
-    let migrator =
-        Migrator::new(migrate::embedded().map_err(|e| StartError::Other(e.to_string()))?);
+    let migrator = Migrator::new(migrate::embedded().map_err(|e| StartError::Other(e.to_string()))?);
     tracing::info!(secret_store = %config.dapr.secret_store, "database URL read from the secret store");
     let server_config = config.server.clone();
     watch_database(store.clone(), config.db_health_interval);
-    let state = Arc::new(State {
-        store,
-        migrator,
-        dapr,
-        config,
-    });
+    let state = Arc::new(State { store, migrator, dapr, config });
     App::new(listener, routes(state), server_config)
 }
 
@@ -111,10 +81,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
 /// requests come: the "events DB unreachable" alert needs a signal while the
 /// service is idle too. Changes are logged once each way.
 fn watch_database(store: EventStore, interval: Duration) {
-    let up = kit::metrics::gauge(
-        "events_db_up",
-        "1 when the last ping of the events database succeeded, else 0.",
-    );
+    let up = kit::metrics::gauge("events_db_up", "1 when the last ping of the events database succeeded, else 0.");
     kit::tokio::spawn(async move {
         let mut last: Option<bool> = None;
         loop {
@@ -134,24 +101,13 @@ fn watch_database(store: EventStore, interval: Duration) {
 }
 
 fn routes(state: Arc<State>) -> Router {
-    let (s1, s2, s3, s4, s5) = (
-        state.clone(),
-        state.clone(),
-        state.clone(),
-        state.clone(),
-        state.clone(),
-    );
+    let (s1, s2, s3, s4, s5) = (state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
     Router::new()
         .route(Method::GET, "/", |_req| async {
-            Ok(http::text(
-                StatusCode::OK,
-                "The valid endpoints are /init /create_event /events",
-            ))
+            Ok(http::text(StatusCode::OK, "The valid endpoints are /init /create_event /events"))
         })
         .route(Method::GET, "/init", move |_req| init(s1.clone()))
-        .route(Method::POST, "/create_event", move |req| {
-            create_event(s2.clone(), req)
-        })
+        .route(Method::POST, "/create_event", move |req| create_event(s2.clone(), req))
         .route(Method::GET, "/events", move |req| events(s3.clone(), req))
         .with_health(
             APP_ID,
@@ -177,20 +133,9 @@ fn routes(state: Arc<State>) -> Router {
 /// Applies pending migrations, the same code as `migrate up`.
 async fn init(state: Arc<State>) -> http::HandlerResult {
     let mut conn = state.store.conn().await?;
-    let report = state
-        .migrator
-        .up(&mut conn, RunOptions::default())
-        .await
-        .map_err(migrate_error)?;
-    let applied: Vec<_> = report
-        .steps
-        .iter()
-        .map(|(v, name, _)| format!("{v:04}_{name}"))
-        .collect();
-    http::json(
-        StatusCode::OK,
-        &serde_json::json!({ "status": true, "applied": applied }),
-    )
+    let report = state.migrator.up(&mut conn, RunOptions::default()).await.map_err(migrate_error)?;
+    let applied: Vec<_> = report.steps.iter().map(|(v, name, _)| format!("{v:04}_{name}")).collect();
+    http::json(StatusCode::OK, &serde_json::json!({ "status": true, "applied": applied }))
 }
 
 fn migrate_error(e: migrate::MigrateError) -> ApiError {
@@ -209,16 +154,11 @@ async fn create_event(state: Arc<State>, req: Req) -> http::HandlerResult {
     let event: NewEvent = req.json()?;
     event.validate()?;
     let id = state.store.insert(&event).await?;
-    http::json(
-        StatusCode::OK,
-        &serde_json::json!({ "status": true, "id": id }),
-    )
+    http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id }))
 }
 
 async fn events(state: Arc<State>, req: Req) -> http::HandlerResult {
-    let limit = req
-        .query_as::<u32>("limit")?
-        .unwrap_or(state.config.page_default);
+    let limit = req.query_as::<u32>("limit")?.unwrap_or(state.config.page_default);
     if limit == 0 || limit > state.config.page_max {
         return Err(ApiError::bad_request(
             "invalid_query",
@@ -230,10 +170,7 @@ async fn events(state: Arc<State>, req: Req) -> http::HandlerResult {
     let mut reply = http::json(StatusCode::OK, &page)?;
     // A full page may have more behind it: say where the next one starts.
     if let (true, Some(last)) = (page.len() == limit as usize, page.last()) {
-        let link = format!(
-            "</events?limit={limit}&before_id={}>; rel=\"next\"",
-            last.id
-        );
+        let link = format!("</events?limit={limit}&before_id={}>; rel=\"next\"", last.id);
         if let Ok(v) = kit::hyper::header::HeaderValue::from_str(&link) {
             reply.headers_mut().insert(kit::hyper::header::LINK, v);
         }

@@ -45,21 +45,11 @@ pub enum MigrateError {
     #[error("migration {version} ({name}) is dirty: a run failed half-way. Repair the schema by hand, then run `migrate force {version}` (if it is now fully applied) or `migrate force {version} --pending` (if fully undone)")]
     Dirty { version: u64, name: String },
     #[error("migration {version} ({name}) was edited after it was applied: checksum {applied} applied, {on_disk} in the file. Add a new migration instead")]
-    Drift {
-        version: u64,
-        name: String,
-        applied: String,
-        on_disk: String,
-    },
+    Drift { version: u64, name: String, applied: String, on_disk: String },
     #[error("migration {version} is recorded as applied but has no file")]
     Missing { version: u64 },
     #[error("migration {version} ({name}) failed at statement {statement}: {reason}; it is now marked dirty")]
-    Failed {
-        version: u64,
-        name: String,
-        statement: usize,
-        reason: String,
-    },
+    Failed { version: u64, name: String, statement: usize, reason: String },
     #[error("migration {version} ({name}) has no down script")]
     NoDown { version: u64, name: String },
     #[error("no migration has version {0}")]
@@ -69,15 +59,10 @@ pub enum MigrateError {
 /// Parses `(file name, contents)` pairs into migrations sorted by version.
 /// Files that are not `NNNN_name.{up,down}.sql` are an error, not ignored:
 /// a misnamed migration must not silently never run.
-pub fn parse<'a>(
-    files: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<Vec<Migration>, MigrateError> {
+pub fn parse<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Vec<Migration>, MigrateError> {
     let mut by_version: BTreeMap<u64, (String, Option<String>, Option<String>)> = BTreeMap::new();
     for (file, contents) in files {
-        let bad = |reason: &str| MigrateError::BadFile {
-            file: file.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let bad = |reason: &str| MigrateError::BadFile { file: file.to_owned(), reason: reason.to_owned() };
         let (stem, direction) = if let Some(s) = file.strip_suffix(".up.sql") {
             (s, "up")
         } else if let Some(s) = file.strip_suffix(".down.sql") {
@@ -85,29 +70,16 @@ pub fn parse<'a>(
         } else {
             return Err(bad("expected NNNN_name.up.sql or NNNN_name.down.sql"));
         };
-        let (digits, name) = stem
-            .split_once('_')
-            .ok_or_else(|| bad("expected NNNN_name"))?;
-        let version: u64 = digits
-            .parse()
-            .map_err(|_| bad("the version before '_' is not a number"))?;
+        let (digits, name) = stem.split_once('_').ok_or_else(|| bad("expected NNNN_name"))?;
+        let version: u64 = digits.parse().map_err(|_| bad("the version before '_' is not a number"))?;
         if version == 0 || name.is_empty() {
             return Err(bad("the version must be positive and the name non-empty"));
         }
-        let entry = by_version
-            .entry(version)
-            .or_insert_with(|| (name.to_owned(), None, None));
+        let entry = by_version.entry(version).or_insert_with(|| (name.to_owned(), None, None));
         if entry.0 != name {
-            return Err(bad(&format!(
-                "version {version} is used by two names: {} and {name}",
-                entry.0
-            )));
+            return Err(bad(&format!("version {version} is used by two names: {} and {name}", entry.0)));
         }
-        let slot = if direction == "up" {
-            &mut entry.1
-        } else {
-            &mut entry.2
-        };
+        let slot = if direction == "up" { &mut entry.1 } else { &mut entry.2 };
         if slot.replace(normalise(contents)).is_some() {
             return Err(bad("duplicate file"));
         }
@@ -120,13 +92,7 @@ pub fn parse<'a>(
                 reason: "missing (a down script without an up script)".into(),
             })?;
             let checksum = hex(&Sha256::digest(up.as_bytes()));
-            Ok(Migration {
-                version,
-                name,
-                up,
-                down,
-                checksum,
-            })
+            Ok(Migration { version, name, up, down, checksum })
         })
         .collect()
 }
@@ -138,19 +104,12 @@ pub fn embedded() -> Result<Vec<Migration>, MigrateError> {
 
 /// The migrations in `dir` (the CLI reads the folder, so it sees new files).
 pub fn from_dir(dir: &Path) -> Result<Vec<Migration>, MigrateError> {
-    let io = |e: std::io::Error| MigrateError::Io {
-        dir: dir.display().to_string(),
-        reason: e.to_string(),
-    };
+    let io = |e: std::io::Error| MigrateError::Io { dir: dir.display().to_string(), reason: e.to_string() };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.extension().is_some_and(|x| x == "sql") {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
             files.push((name, std::fs::read_to_string(&path).map_err(io)?));
         }
     }
@@ -291,10 +250,7 @@ pub struct Migrator {
 
 impl Migrator {
     pub fn new(migrations: Vec<Migration>) -> Self {
-        Self {
-            migrations,
-            lock_timeout: Duration::from_secs(30),
-        }
+        Self { migrations, lock_timeout: Duration::from_secs(30) }
     }
 
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
@@ -331,16 +287,14 @@ impl Migrator {
             .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(version, name, checksum, dirty, applied_at, execution_ms)| Recorded {
-                    version,
-                    name,
-                    checksum,
-                    dirty,
-                    applied_at,
-                    execution_ms,
-                },
-            )
+            .map(|(version, name, checksum, dirty, applied_at, execution_ms)| Recorded {
+                version,
+                name,
+                checksum,
+                dirty,
+                applied_at,
+                execution_ms,
+            })
             .collect())
     }
 
@@ -352,13 +306,7 @@ impl Migrator {
         for m in &self.migrations {
             rows.insert(
                 m.version,
-                StatusRow {
-                    version: m.version,
-                    name: m.name.clone(),
-                    state: State::Pending,
-                    applied_at: None,
-                    execution_ms: None,
-                },
+                StatusRow { version: m.version, name: m.name.clone(), state: State::Pending, applied_at: None, execution_ms: None },
             );
         }
         for r in recorded {
@@ -393,10 +341,7 @@ impl Migrator {
         let mut problems = Vec::new();
         for r in recorded {
             match self.migrations.iter().find(|m| m.version == r.version) {
-                _ if r.dirty => problems.push(MigrateError::Dirty {
-                    version: r.version,
-                    name: r.name.clone(),
-                }),
+                _ if r.dirty => problems.push(MigrateError::Dirty { version: r.version, name: r.name.clone() }),
                 None => problems.push(MigrateError::Missing { version: r.version }),
                 Some(m) if m.checksum != r.checksum => problems.push(MigrateError::Drift {
                     version: m.version,
@@ -412,31 +357,19 @@ impl Migrator {
 
     /// Applies pending migrations in order (up to `opts.to`).
     pub async fn up(&self, conn: &mut Conn, opts: RunOptions) -> Result<Report, MigrateError> {
-        self.locked(conn, |me, conn| Box::pin(me.up_locked(conn, opts)))
-            .await
+        self.locked(conn, |me, conn| Box::pin(me.up_locked(conn, opts))).await
     }
 
     /// Reverts the latest migration, or every one above `opts.to`.
     pub async fn down(&self, conn: &mut Conn, opts: RunOptions) -> Result<Report, MigrateError> {
-        self.locked(conn, |me, conn| Box::pin(me.down_locked(conn, opts)))
-            .await
+        self.locked(conn, |me, conn| Box::pin(me.down_locked(conn, opts))).await
     }
 
     /// Clears a dirty mark after a manual repair: `applied` keeps the
     /// migration as applied (with the file's checksum), otherwise its record
     /// is removed so it counts as pending.
-    pub async fn force(
-        &self,
-        conn: &mut Conn,
-        version: u64,
-        applied: bool,
-    ) -> Result<(), MigrateError> {
-        let m = self
-            .migrations
-            .iter()
-            .find(|m| m.version == version)
-            .ok_or(MigrateError::UnknownVersion(version))?
-            .clone();
+    pub async fn force(&self, conn: &mut Conn, version: u64, applied: bool) -> Result<(), MigrateError> {
+        let m = self.migrations.iter().find(|m| m.version == version).ok_or(MigrateError::UnknownVersion(version))?.clone();
         self.locked(conn, move |_, conn| {
             Box::pin(async move {
                 if applied {
@@ -459,26 +392,17 @@ impl Migrator {
     async fn locked<'a, T>(
         &'a self,
         conn: &'a mut Conn,
-        work: impl for<'c> FnOnce(
-            &'c Self,
-            &'c mut Conn,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<T, MigrateError>> + Send + 'c>,
-        >,
+        work: impl for<'c> FnOnce(&'c Self, &'c mut Conn) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, MigrateError>> + Send + 'c>>,
     ) -> Result<T, MigrateError> {
         Self::ensure_table(conn).await?;
         let secs = self.lock_timeout.as_secs().max(1);
-        let got: Option<Option<i64>> = conn
-            .exec_first("SELECT GET_LOCK(?, ?)", (LOCK_NAME, secs))
-            .await?;
+        let got: Option<Option<i64>> = conn.exec_first("SELECT GET_LOCK(?, ?)", (LOCK_NAME, secs)).await?;
         if got.flatten() != Some(1) {
             return Err(MigrateError::Locked(self.lock_timeout));
         }
         let result = work(self, conn).await;
         // The lock also ends with the connection, should this fail.
-        let released: Result<Option<Option<i64>>, _> = conn
-            .exec_first("SELECT RELEASE_LOCK(?)", (LOCK_NAME,))
-            .await;
+        let released: Result<Option<Option<i64>>, _> = conn.exec_first("SELECT RELEASE_LOCK(?)", (LOCK_NAME,)).await;
         if let Err(e) = released {
             tracing::warn!(error = %e, "cannot release the migration lock; it ends with the connection");
         }
@@ -496,10 +420,7 @@ impl Migrator {
             .filter(|m| !recorded.iter().any(|r| r.version == m.version))
             .filter(|m| opts.to.is_none_or(|to| m.version <= to))
             .collect();
-        let mut report = Report {
-            steps: Vec::new(),
-            dry_run: opts.dry_run,
-        };
+        let mut report = Report { steps: Vec::new(), dry_run: opts.dry_run };
         for m in pending {
             if opts.dry_run {
                 report.steps.push((m.version, m.name.clone(), 0));
@@ -535,36 +456,18 @@ impl Migrator {
             Some(to) => applied.into_iter().filter(|r| r.version > to).collect(),
             None => applied.into_iter().take(1).collect(),
         };
-        let mut report = Report {
-            steps: Vec::new(),
-            dry_run: opts.dry_run,
-        };
+        let mut report = Report { steps: Vec::new(), dry_run: opts.dry_run };
         for r in targets {
-            let m = self
-                .migrations
-                .iter()
-                .find(|m| m.version == r.version)
-                .ok_or(MigrateError::Missing { version: r.version })?;
-            let down = m.down.as_ref().ok_or_else(|| MigrateError::NoDown {
-                version: m.version,
-                name: m.name.clone(),
-            })?;
+            let m = self.migrations.iter().find(|m| m.version == r.version).ok_or(MigrateError::Missing { version: r.version })?;
+            let down = m.down.as_ref().ok_or_else(|| MigrateError::NoDown { version: m.version, name: m.name.clone() })?;
             if opts.dry_run {
                 report.steps.push((m.version, m.name.clone(), 0));
                 continue;
             }
             let started = Instant::now();
-            conn.exec_drop(
-                "UPDATE schema_migrations SET dirty = 1 WHERE version = ?",
-                (m.version,),
-            )
-            .await?;
+            conn.exec_drop("UPDATE schema_migrations SET dirty = 1 WHERE version = ?", (m.version,)).await?;
             Self::run_script(conn, m, down).await?;
-            conn.exec_drop(
-                "DELETE FROM schema_migrations WHERE version = ?",
-                (m.version,),
-            )
-            .await?;
+            conn.exec_drop("DELETE FROM schema_migrations WHERE version = ?", (m.version,)).await?;
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             tracing::info!(version = m.version, name = %m.name, ms, "migration reverted");
             report.steps.push((m.version, m.name.clone(), ms));
@@ -574,14 +477,12 @@ impl Migrator {
 
     async fn run_script(conn: &mut Conn, m: &Migration, script: &str) -> Result<(), MigrateError> {
         for (i, statement) in split_statements(script).iter().enumerate() {
-            conn.query_drop(statement)
-                .await
-                .map_err(|e| MigrateError::Failed {
-                    version: m.version,
-                    name: m.name.clone(),
-                    statement: i + 1,
-                    reason: e.to_string(),
-                })?;
+            conn.query_drop(statement).await.map_err(|e| MigrateError::Failed {
+                version: m.version,
+                name: m.name.clone(),
+                statement: i + 1,
+                reason: e.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -590,10 +491,7 @@ impl Migrator {
 /// The status table the CLI prints.
 pub fn render_status(rows: &[StatusRow]) -> String {
     let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!(
-        "{:<8} {:<name_width$} {:<8} {:<19} {:>8}\n",
-        "VERSION", "NAME", "STATE", "APPLIED AT", "MS"
-    );
+    let mut out = format!("{:<8} {:<name_width$} {:<8} {:<19} {:>8}\n", "VERSION", "NAME", "STATE", "APPLIED AT", "MS");
     for r in rows {
         out.push_str(&format!(
             "{:<8} {:<name_width$} {:<8} {:<19} {:>8}\n",
@@ -608,25 +506,13 @@ pub fn render_status(rows: &[StatusRow]) -> String {
 }
 
 /// The next migration's file names: `NNNN_name.up.sql`, `NNNN_name.down.sql`.
-pub fn new_file_names(
-    existing: &[Migration],
-    name: &str,
-) -> Result<(String, String), MigrateError> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+pub fn new_file_names(existing: &[Migration], name: &str) -> Result<(String, String), MigrateError> {
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !valid {
-        return Err(MigrateError::BadFile {
-            file: name.to_owned(),
-            reason: "names use a-z, 0-9 and _".into(),
-        });
+        return Err(MigrateError::BadFile { file: name.to_owned(), reason: "names use a-z, 0-9 and _".into() });
     }
     let next = existing.iter().map(|m| m.version).max().unwrap_or(0) + 1;
-    Ok((
-        format!("{next:04}_{name}.up.sql"),
-        format!("{next:04}_{name}.down.sql"),
-    ))
+    Ok((format!("{next:04}_{name}.up.sql"), format!("{next:04}_{name}.down.sql")))
 }
 
 #[cfg(test)]
@@ -641,12 +527,7 @@ mod tests {
             ("0001_a.up.sql", "CREATE a"),
         ])
         .expect("parse");
-        assert_eq!(
-            ms.iter()
-                .map(|m| (m.version, m.name.as_str()))
-                .collect::<Vec<_>>(),
-            vec![(1, "a"), (2, "b")]
-        );
+        assert_eq!(ms.iter().map(|m| (m.version, m.name.as_str())).collect::<Vec<_>>(), vec![(1, "a"), (2, "b")]);
         assert_eq!(ms[0].down.as_deref(), Some("DROP a"));
         assert_eq!(ms[1].down, None);
         assert_eq!(ms[0].checksum.len(), 64);
@@ -683,19 +564,13 @@ mod tests {
     fn the_repository_migrations_embed_and_parse() {
         let ms = embedded().expect("embedded migrations parse");
         assert!(ms.iter().any(|m| m.name == "create_image_evts"));
-        assert!(
-            ms.iter().all(|m| m.down.is_some()),
-            "every migration can be reverted"
-        );
+        assert!(ms.iter().all(|m| m.down.is_some()), "every migration can be reverted");
     }
 
     #[test]
     fn new_files_take_the_next_version() {
         let ms = parse([("0007_a.up.sql", "")]).expect("parse");
-        assert_eq!(
-            new_file_names(&ms, "add_x").expect("names").0,
-            "0008_add_x.up.sql"
-        );
+        assert_eq!(new_file_names(&ms, "add_x").expect("names").0, "0008_add_x.up.sql");
         assert!(new_file_names(&ms, "Bad Name").is_err());
     }
 }

@@ -36,21 +36,12 @@ impl NewEvent {
         let invalid = |m: String| Err(ApiError::bad_request("invalid_event", m));
         // 2000-01-01 .. 2100-01-01, in ms: catches seconds sent for ms.
         if !(946_684_800_000..=4_102_444_800_000).contains(&self.event_ts) {
-            return invalid(format!(
-                "event_ts {} is not milliseconds since the epoch",
-                self.event_ts
-            ));
+            return invalid(format!("event_ts {} is not milliseconds since the epoch", self.event_ts));
         }
         let op_ok = (1..=20).contains(&self.op_type.len())
-            && self
-                .op_type
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            && self.op_type.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !op_ok {
-            return invalid(format!(
-                "op_type {:?} must be 1 to 20 characters of a-z, 0-9, _ or -",
-                self.op_type
-            ));
+            return invalid(format!("op_type {:?} must be 1 to 20 characters of a-z, 0-9, _ or -", self.op_type));
         }
         if self.input_size > u64::from(u32::MAX) {
             return invalid(format!("input_size {} is too large", self.input_size));
@@ -72,9 +63,7 @@ pub enum StoreError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => {
-                ApiError::unavailable("database_unavailable", e.to_string())
-            }
+            StoreError::Unavailable(_) => ApiError::unavailable("database_unavailable", e.to_string()),
             StoreError::NotMigrated => ApiError::unavailable("schema_not_migrated", e.to_string()),
             StoreError::Query(_) => ApiError::internal(e.to_string()),
         }
@@ -98,9 +87,7 @@ pub fn classify(e: mysql_async::Error) -> StoreError {
         mysql_async::Error::Server(ref s) if UNAVAILABLE_CODES.contains(&s.code) => {
             StoreError::Unavailable(e.to_string())
         }
-        mysql_async::Error::Server(_) | mysql_async::Error::Url(_) => {
-            StoreError::Query(e.to_string())
-        }
+        mysql_async::Error::Server(_) | mysql_async::Error::Url(_) => StoreError::Query(e.to_string()),
         // I/O, driver (closed connection, pool gone) and the rest: the database is away.
         _ => StoreError::Unavailable(e.to_string()),
     }
@@ -123,11 +110,7 @@ const LIST: Statement = Statement {
     operation: "select",
     sql: "SELECT id, event_ts, op_type, input_size FROM image_evts WHERE id < ? ORDER BY id DESC LIMIT ?",
 };
-const PING: Statement = Statement {
-    name: "PING",
-    operation: "ping",
-    sql: "PING",
-};
+const PING: Statement = Statement { name: "PING", operation: "ping", sql: "PING" };
 
 struct StoreMetrics {
     query: HistogramVec,
@@ -149,10 +132,7 @@ fn metrics() -> &'static StoreMetrics {
             "Time to get a connection from the pool, by outcome.",
             &["outcome"],
         ),
-        in_use: kit::metrics::gauge(
-            "db_pool_connections_in_use",
-            "Connections running a statement now.",
-        ),
+        in_use: kit::metrics::gauge("db_pool_connections_in_use", "Connections running a statement now."),
         inserted: kit::metrics::counter("events_inserted_total", "Events stored."),
     })
 }
@@ -174,20 +154,13 @@ impl EventStore {
     /// A lazy pool: nothing connects until the first query, so the service
     /// starts (and answers 503) while the database is away.
     pub fn new(url: &str, settings: &DbSettings) -> Result<Self, StoreError> {
-        let opts =
-            Opts::from_url(url).map_err(|e| StoreError::Query(format!("bad database URL: {e}")))?;
+        let opts = Opts::from_url(url).map_err(|e| StoreError::Query(format!("bad database URL: {e}")))?;
         let constraints = PoolConstraints::new(0, settings.pool_max.max(1))
             .ok_or_else(|| StoreError::Query("bad pool size".into()))?;
-        let pool_opts = PoolOpts::default()
-            .with_constraints(constraints)
-            .with_inactive_connection_ttl(Duration::from_secs(30));
-        let builder = OptsBuilder::from_opts(opts)
-            .pool_opts(pool_opts)
-            .prefer_socket(false);
-        Ok(Self {
-            pool: Pool::new(builder),
-            timeout: settings.timeout,
-        })
+        let pool_opts =
+            PoolOpts::default().with_constraints(constraints).with_inactive_connection_ttl(Duration::from_secs(30));
+        let builder = OptsBuilder::from_opts(opts).pool_opts(pool_opts).prefer_socket(false);
+        Ok(Self { pool: Pool::new(builder), timeout: settings.timeout })
     }
 
     /// A pooled connection, within the timeout; the wait is measured (a
@@ -197,17 +170,11 @@ impl EventStore {
         let got = match kit::tokio::time::timeout(self.timeout, self.pool.get_conn()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no connection within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_) => Err(StoreError::Unavailable(format!("no connection within {} ms", self.timeout.as_millis()))),
         };
         if kit::metrics::enabled() {
             let outcome = if got.is_ok() { "ok" } else { "error" };
-            metrics()
-                .pool_wait
-                .with_label_values(&[outcome])
-                .observe(started.elapsed().as_secs_f64());
+            metrics().pool_wait.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
         }
         got
     }
@@ -236,15 +203,9 @@ impl EventStore {
         let m = metrics();
         m.in_use.inc();
         let started = std::time::Instant::now();
-        let result = match kit::tokio::time::timeout(self.timeout, f)
-            .instrument(span.clone())
-            .await
-        {
+        let result = match kit::tokio::time::timeout(self.timeout, f).instrument(span.clone()).await {
             Ok(r) => r.map_err(classify),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
         };
         m.in_use.dec();
         let outcome = match &result {
@@ -257,20 +218,14 @@ impl EventStore {
             span.record("otel.status_code", "error");
         }
         if kit::metrics::enabled() {
-            m.query
-                .with_label_values(&[statement.operation, outcome])
-                .observe(started.elapsed().as_secs_f64());
+            m.query.with_label_values(&[statement.operation, outcome]).observe(started.elapsed().as_secs_f64());
         }
         result
     }
 
     pub async fn insert(&self, e: &NewEvent) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        self.bounded(
-            &INSERT,
-            conn.exec_drop(INSERT.sql, (e.event_ts, &e.op_type, e.input_size)),
-        )
-        .await?;
+        self.bounded(&INSERT, conn.exec_drop(INSERT.sql, (e.event_ts, &e.op_type, e.input_size))).await?;
         if kit::metrics::enabled() {
             metrics().inserted.inc();
         }
@@ -280,43 +235,28 @@ impl EventStore {
     /// Newest first; `before_id` continues a previous page.
     pub async fn list(&self, limit: u32, before_id: Option<u64>) -> Result<Vec<Event>, StoreError> {
         let before = before_id.unwrap_or(u64::MAX);
-        let rows: Vec<(u64, i64, String, u32)> = self
-            .read(&LIST, |mut conn| async move {
-                conn.exec(LIST.sql, (before, limit)).await
-            })
-            .await?;
+        let rows: Vec<(u64, i64, String, u32)> =
+            self.read(&LIST, |mut conn| async move { conn.exec(LIST.sql, (before, limit)).await }).await?;
         Ok(rows
             .into_iter()
-            .map(|(id, event_ts, op_type, input_size)| Event {
-                id,
-                event_ts,
-                op_type,
-                input_size,
-            })
+            .map(|(id, event_ts, op_type, input_size)| Event { id, event_ts, op_type, input_size })
             .collect())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read(&PING, |mut conn| async move { conn.ping().await })
-            .await
+        self.read(&PING, |mut conn| async move { conn.ping().await }).await
     }
 
     /// A read, retried once on a fresh connection when the pooled one turns
     /// out dead (after a database restart every idle connection is).
-    async fn read<T, F, Fut>(
-        &self,
-        statement: &'static Statement,
-        query: F,
-    ) -> Result<T, StoreError>
+    async fn read<T, F, Fut>(&self, statement: &'static Statement, query: F) -> Result<T, StoreError>
     where
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = Result<T, mysql_async::Error>>,
     {
         let first = self.bounded(statement, query(self.conn().await?)).await;
         match first {
-            Err(StoreError::Unavailable(_)) => {
-                self.bounded(statement, query(self.conn().await?)).await
-            }
+            Err(StoreError::Unavailable(_)) => self.bounded(statement, query(self.conn().await?)).await,
             other => other,
         }
     }
@@ -333,47 +273,23 @@ mod tests {
     use super::*;
 
     fn event(ts: i64, op: &str, size: u64) -> NewEvent {
-        NewEvent {
-            event_ts: ts,
-            op_type: op.into(),
-            input_size: size,
-        }
+        NewEvent { event_ts: ts, op_type: op.into(), input_size: size }
     }
 
     #[test]
     fn validation_catches_what_types_cannot() {
         assert!(event(1_700_000_000_000, "grayscale", 10).validate().is_ok());
-        assert!(
-            event(1_700_000_000, "grayscale", 10).validate().is_err(),
-            "seconds, not ms"
-        );
+        assert!(event(1_700_000_000, "grayscale", 10).validate().is_err(), "seconds, not ms");
         assert!(event(1_700_000_000_000, "", 10).validate().is_err());
-        assert!(event(1_700_000_000_000, "DROP TABLE", 10)
-            .validate()
-            .is_err());
-        assert!(event(1_700_000_000_000, "a_very_long_operation_name", 10)
-            .validate()
-            .is_err());
-        assert!(
-            event(1_700_000_000_000, "classify", u64::from(u32::MAX) + 1)
-                .validate()
-                .is_err()
-        );
+        assert!(event(1_700_000_000_000, "DROP TABLE", 10).validate().is_err());
+        assert!(event(1_700_000_000_000, "a_very_long_operation_name", 10).validate().is_err());
+        assert!(event(1_700_000_000_000, "classify", u64::from(u32::MAX) + 1).validate().is_err());
     }
 
     #[test]
     fn unknown_fields_and_wrong_types_are_rejected() {
-        assert!(serde_json::from_str::<NewEvent>(
-            r#"{"event_ts":1,"op_type":"a","input_size":1,"x":1}"#
-        )
-        .is_err());
-        assert!(serde_json::from_str::<NewEvent>(
-            r#"{"event_ts":"1","op_type":"a","input_size":1}"#
-        )
-        .is_err());
-        assert!(serde_json::from_str::<NewEvent>(
-            r#"{"event_ts":1,"op_type":"a","input_size":-1}"#
-        )
-        .is_err());
+        assert!(serde_json::from_str::<NewEvent>(r#"{"event_ts":1,"op_type":"a","input_size":1,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<NewEvent>(r#"{"event_ts":"1","op_type":"a","input_size":1}"#).is_err());
+        assert!(serde_json::from_str::<NewEvent>(r#"{"event_ts":1,"op_type":"a","input_size":-1}"#).is_err());
     }
 }

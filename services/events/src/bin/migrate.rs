@@ -44,18 +44,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--database-url" => a.url = Some(value("--database-url")?),
             "--dir" => a.dir = PathBuf::from(value("--dir")?),
             "--lock-timeout" => {
-                let secs = value("--lock-timeout")?
-                    .parse()
-                    .map_err(|_| "--lock-timeout takes seconds")?;
+                let secs = value("--lock-timeout")?.parse().map_err(|_| "--lock-timeout takes seconds")?;
                 a.lock_timeout = Duration::from_secs(secs);
             }
-            "--to" => {
-                a.to = Some(
-                    value("--to")?
-                        .parse()
-                        .map_err(|_| "--to takes a version number")?,
-                )
-            }
+            "--to" => a.to = Some(value("--to")?.parse().map_err(|_| "--to takes a version number")?),
             "--dry-run" => a.dry_run = true,
             "--pending" => a.pending = true,
             "-h" | "--help" => return Err(String::new()),
@@ -81,10 +73,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match kit::tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match kit::tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("migrate: {e}");
@@ -103,21 +92,11 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<ExitCode, MigrateError> {
     let migrations = migrate::from_dir(&args.dir)?;
     if args.command == "new" {
-        let name = args
-            .positional
-            .first()
-            .map(String::as_str)
-            .unwrap_or_default();
+        let name = args.positional.first().map(String::as_str).unwrap_or_default();
         let (up, down) = migrate::new_file_names(&migrations, name)?;
-        for (file, text) in [
-            (&up, "-- Write the change here.\n"),
-            (&down, "-- Undo the up script here.\n"),
-        ] {
+        for (file, text) in [(&up, "-- Write the change here.\n"), (&down, "-- Undo the up script here.\n")] {
             let path = args.dir.join(file);
-            std::fs::write(&path, text).map_err(|e| MigrateError::Io {
-                dir: args.dir.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            std::fs::write(&path, text).map_err(|e| MigrateError::Io { dir: args.dir.display().to_string(), reason: e.to_string() })?;
             println!("created {}", path.display());
         }
         return Ok(ExitCode::SUCCESS);
@@ -126,25 +105,16 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
         eprintln!("migrate: give --database-url or set DATABASE_URL");
         return Ok(ExitCode::from(2));
     };
-    let pool = mysql_async::Pool::new(mysql_async::Opts::from_url(url).map_err(|e| {
-        MigrateError::BadFile {
-            file: "--database-url".into(),
-            reason: e.to_string(),
-        }
+    let pool = mysql_async::Pool::new(mysql_async::Opts::from_url(url).map_err(|e| MigrateError::BadFile {
+        file: "--database-url".into(),
+        reason: e.to_string(),
     })?);
     let mut conn = pool.get_conn().await?;
     let migrator = Migrator::new(migrations).with_lock_timeout(args.lock_timeout);
-    let opts = RunOptions {
-        to: args.to,
-        dry_run: args.dry_run,
-    };
+    let opts = RunOptions { to: args.to, dry_run: args.dry_run };
     let code = match args.command.as_str() {
         "up" | "down" => {
-            let report = if args.command == "up" {
-                migrator.up(&mut conn, opts).await?
-            } else {
-                migrator.down(&mut conn, opts).await?
-            };
+            let report = if args.command == "up" { migrator.up(&mut conn, opts).await? } else { migrator.down(&mut conn, opts).await? };
             let verb = match (args.command.as_str(), report.dry_run) {
                 ("up", false) => "applied",
                 ("up", true) => "would apply",
@@ -164,10 +134,7 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
             ExitCode::SUCCESS
         }
         "status" => {
-            print!(
-                "{}",
-                migrate::render_status(&migrator.status(&mut conn).await?)
-            );
+            print!("{}", migrate::render_status(&migrator.status(&mut conn).await?));
             ExitCode::SUCCESS
         }
         "verify" => {
@@ -176,26 +143,16 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
                 println!("{p}");
             }
             if problems.is_empty() {
-                println!(
-                    "ok: {} migrations, no drift, nothing dirty",
-                    migrator.migrations().len()
-                );
+                println!("ok: {} migrations, no drift, nothing dirty", migrator.migrations().len());
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
         "force" => {
-            let version = args
-                .positional
-                .first()
-                .and_then(|v| v.parse().ok())
-                .ok_or(MigrateError::UnknownVersion(0))?;
+            let version = args.positional.first().and_then(|v| v.parse().ok()).ok_or(MigrateError::UnknownVersion(0))?;
             migrator.force(&mut conn, version, !args.pending).await?;
-            println!(
-                "migration {version:04} marked {}",
-                if args.pending { "pending" } else { "applied" }
-            );
+            println!("migration {version:04} marked {}", if args.pending { "pending" } else { "applied" });
             ExitCode::SUCCESS
         }
         other => {
