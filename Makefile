@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status test bench bench-runtimes
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status test bench bench-runtimes bench-observability
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -24,6 +24,7 @@ help:
 	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
+	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
 
 deps:
 	@scripts/deps.sh
@@ -77,3 +78,8 @@ bench: deps
 # module sizes (tests/benches/runtimes.rs; figures, no assertions).
 bench-runtimes: daprd build wasmedge
 	cargo bench -p stack-tests --bench runtimes
+
+# The observability tax: tracing + metrics on against off, in one run
+# (tests/benches/observability.rs; figures, no assertions).
+bench-observability: daprd zipkin build
+	cargo bench -p stack-tests --bench observability

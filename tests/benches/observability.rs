@@ -1,0 +1,161 @@
+//! `make bench-observability`: the observability tax. Two whole stacks in
+//! one run, the same request mix against each:
+//! - "off": TRACING=false and METRICS=false in the services, daprd sampling 0;
+//! - "on": spans from every service and sidecar exported to a real Zipkin,
+//!   metrics recorded and scraped every 5 s by a real Prometheus.
+//!
+//! The mix (through each service's sidecar, as production callers do):
+//! grayscale and classify of the shared photos, and event reads. Closed loop,
+//! `BENCH_CONCURRENCY` workers (default 2: the machine's cores), in
+//! alternating rounds of `BENCH_ROUND_SECS` (default 5) per stack,
+//! `BENCH_ROUNDS` each (default 4), so drift in the machine's load hits both
+//! alike. Prints p50, p99 and throughput for both and the ratios; the
+//! targets (p50 within 5 %, throughput within 10 %) are printed, not asserted.
+
+use stack::{HttpClient, Service, Stack, StackOptions};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
+}
+
+/// One request of the mix: (sidecar invoke URL, body or None for GET).
+type Request = (String, Option<Vec<u8>>);
+
+fn mix(stack: &Stack) -> Result<Vec<Request>, String> {
+    let images = stack::paths::shared_dir().join("images");
+    let mut out = Vec::new();
+    for photo in ["hot_dog.jpg", "cat_720p.jpg", "grace_hopper.jpg"] {
+        let bytes = std::fs::read(images.join(photo)).map_err(|e| format!("{photo}: {e}"))?;
+        out.push((stack.service(Service::Grayscale).invoke_url("grayscale"), Some(bytes.clone())));
+        out.push((stack.service(Service::Classify).invoke_url("classify"), Some(bytes)));
+        out.push((stack.service(Service::Events).invoke_url("events?limit=20"), None));
+    }
+    Ok(out)
+}
+
+/// Runs the mix closed-loop for `secs` with `workers`; the latencies of the
+/// 2xx answers, and the count of the others.
+async fn round(requests: &[Request], workers: usize, secs: u64) -> (Vec<Duration>, usize) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let requests = requests.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let client = HttpClient::new(Duration::from_secs(30));
+            let (mut ok, mut failed) = (Vec::new(), 0usize);
+            let mut i = w;
+            while Instant::now() < until {
+                let (url, body) = &requests[i % requests.len()];
+                i += 1;
+                let started = Instant::now();
+                let reply = match body {
+                    Some(b) => client.post(url, b.clone()).await,
+                    None => client.get(url).await,
+                };
+                match reply {
+                    Ok(r) if r.status.is_success() => ok.push(started.elapsed()),
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((ok, f)) = t.await {
+            all.extend(ok);
+            failed += f;
+        }
+    }
+    (all, failed)
+}
+
+struct Figures {
+    latencies: Vec<Duration>,
+    failed: usize,
+    elapsed: Duration,
+}
+
+impl Figures {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut s = self.latencies.clone();
+        s.sort();
+        s.get(((s.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+    }
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+async fn start(opts: StackOptions) -> Result<Stack, String> {
+    let stack = Stack::start(opts).await.map_err(|e| e.to_string())?;
+    let r = stack.client.get(&stack.service(Service::Events).url("/init")).await.map_err(|e| e.to_string())?;
+    if !r.status.is_success() {
+        return Err(format!("/init: {}", r.text()));
+    }
+    Ok(stack)
+}
+
+async fn run() -> Result<(), String> {
+    let workers = env_usize("BENCH_CONCURRENCY", 2);
+    let secs = env_usize("BENCH_ROUND_SECS", 5) as u64;
+    let rounds = env_usize("BENCH_ROUNDS", 4);
+    let off = start(
+        StackOptions::test(&Service::ALL).with_env("TRACING", "false").with_env("METRICS", "false"),
+    )
+    .await?;
+    let on = start(StackOptions::test(&Service::ALL).with_tracing().with_prometheus()).await?;
+    let (off_mix, on_mix) = (mix(&off)?, mix(&on)?);
+    // Warm-up: connection pools, the model's first run, the page cache.
+    round(&off_mix, workers, 2).await;
+    round(&on_mix, workers, 2).await;
+    let mut figures = [
+        Figures { latencies: Vec::new(), failed: 0, elapsed: Duration::ZERO },
+        Figures { latencies: Vec::new(), failed: 0, elapsed: Duration::ZERO },
+    ];
+    for _ in 0..rounds {
+        for (i, requests) in [&off_mix, &on_mix].into_iter().enumerate() {
+            let started = Instant::now();
+            let (lat, failed) = round(requests, workers, secs).await;
+            figures[i].elapsed += started.elapsed();
+            figures[i].latencies.extend(lat);
+            figures[i].failed += failed;
+        }
+    }
+    let [off_f, on_f] = &figures;
+    println!("\nobservability tax: {rounds} alternating rounds of {secs} s per stack, {workers} workers, mix = grayscale + classify of 3 photos + event reads, through the sidecars\n");
+    println!("{:<5} {:>9} {:>9} {:>9} {:>12} {:>8}", "", "requests", "p50", "p99", "throughput", "failed");
+    for (name, f) in [("off", off_f), ("on", on_f)] {
+        println!(
+            "{name:<5} {:>9} {:>7.1}ms {:>7.1}ms {:>8.1} r/s {:>8}",
+            f.latencies.len(),
+            f.percentile(0.5).as_secs_f64() * 1e3,
+            f.percentile(0.99).as_secs_f64() * 1e3,
+            f.throughput(),
+            f.failed
+        );
+    }
+    let p50 = on_f.percentile(0.5).as_secs_f64() / off_f.percentile(0.5).as_secs_f64().max(1e-9);
+    let p99 = on_f.percentile(0.99).as_secs_f64() / off_f.percentile(0.99).as_secs_f64().max(1e-9);
+    let tput = on_f.throughput() / off_f.throughput().max(1e-9);
+    println!("\non/off: p50 {p50:.3}x (target <= 1.05), p99 {p99:.3}x, throughput {tput:.3}x (target >= 0.90)");
+    let client = HttpClient::new(Duration::from_secs(5));
+    if let Some(prom) = &on.prometheus {
+        let spans = prom.query(&client, "sum(trace_spans_total)").await.map_err(|e| e.to_string())?;
+        println!("spans the services exported during the run (Prometheus): {}", spans.first().map(|s| s["value"][1].to_string()).unwrap_or_default());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-observability: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
