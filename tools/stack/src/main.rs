@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 const MARIADB_PORT: u16 = 3306;
 const REDIS_PORT: u16 = 6379;
+/// daprd's log level under `make up` (and so in `stackctl daprd-args`).
+const UP_LOG_LEVEL: &str = "info";
 
 fn stack_dir() -> PathBuf {
     std::env::var_os("STACK_DIR").map(PathBuf::from).unwrap_or_else(|| paths::repo_root().join(".stack"))
@@ -123,7 +125,7 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
         database: stack::stack::Database::Own { port: MARIADB_PORT },
         redis_port: REDIS_PORT,
         service_env: vec![("LOG_FORMAT".into(), "json".into())],
-        log_level: "info".into(),
+        log_level: UP_LOG_LEVEL.into(),
     };
     let started = Instant::now();
     let stack = Stack::start(opts).await.map_err(|e| e.to_string())?;
@@ -140,6 +142,40 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
         dir.display()
     );
     Ok(())
+}
+
+/// `daprd-args <app-id>`: the sidecar `make up` starts for that service, as
+/// JSON (app id, ports, daprd's flags from `daprd::args`), so deployment files
+/// that run daprd elsewhere (docker-compose.yml, dapr.yaml) are checked
+/// against the one place the flags are decided (tools/validate).
+fn daprd_args(dir: &Path, args: &[String]) -> ExitCode {
+    let Some(service) = args.first().and_then(|id| Service::ALL.into_iter().find(|s| s.app_id() == id)) else {
+        let ids: Vec<&str> = Service::ALL.iter().map(|s| s.app_id()).collect();
+        eprintln!("usage: stackctl daprd-args <app-id>   (one of {})", ids.join(", "));
+        return ExitCode::from(2);
+    };
+    let ports = service.sidecar_ports();
+    let spec = stack::daprd::SidecarSpec {
+        app_id: service.app_id().into(),
+        app_port: service.app_port(),
+        ports,
+        resources_dir: paths::components_dir(),
+        config_file: paths::components_dir().join("config.yaml"),
+        workdir: dir.to_owned(),
+        env: Vec::new(),
+        log_level: UP_LOG_LEVEL.into(),
+    };
+    let out = serde_json::json!({
+        "app_id": service.app_id(),
+        "app_port": service.app_port(),
+        "dapr_http_port": ports.http,
+        "dapr_grpc_port": ports.grpc,
+        "dapr_internal_grpc_port": ports.internal_grpc,
+        "metrics_port": ports.metrics,
+        "args": stack::daprd::args(&spec),
+    });
+    println!("{out}");
+    ExitCode::SUCCESS
 }
 
 /// `up [--runtime native|wasmedge]`; without the flag, `STACK_RUNTIME`, else native.
@@ -180,6 +216,7 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some("daprd-args") => daprd_args(&dir, &args[1..]),
         Some("status") => {
             if status(&dir).await {
                 ExitCode::SUCCESS
@@ -188,7 +225,7 @@ async fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: stackctl up [--runtime native|wasmedge] | down | status   (data, logs and pids under {})", dir.display());
+            eprintln!("usage: stackctl up [--runtime native|wasmedge] | down | status | daprd-args <app-id>   (data, logs and pids under {})", dir.display());
             ExitCode::from(2)
         }
     }
