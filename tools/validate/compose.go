@@ -14,6 +14,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"sigs.k8s.io/yaml"
 )
 
 // The compose files, relative to the repository root.
@@ -121,7 +122,44 @@ func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
 	checkComposeSecrets(&errs, root, p, sidecars)
 	checkPrometheusTargets(&errs, root, p, sidecars, want)
 	checkWebFront(&errs, p, sidecars, want)
+	// Files that take their settings from the environment (Grafana's
+	// provisioning, nginx's template) get every variable they name.
+	checkTemplateVars(&errs, p, "grafana", "/etc/grafana/provisioning")
+	checkTemplateVars(&errs, p, "web", "/etc/nginx/templates")
 	return errs
+}
+
+var templateVar = regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)\}`)
+
+// checkTemplateVars: every ${VAR} in the files mounted under dir in the
+// service is set in its environment (unset, Grafana reads an empty string
+// and nginx's envsubst step leaves the text as is: both fail at run time).
+func checkTemplateVars(errs *problems, p *types.Project, service, dir string) {
+	s, ok := p.Services[service]
+	if !ok {
+		return
+	}
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind || !(v.Target == dir || strings.HasPrefix(v.Target, dir+"/")) {
+			continue
+		}
+		_ = filepath.Walk(v.Source, func(path string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return nil
+			}
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				errs.add("%s: %v", service, err)
+				return nil
+			}
+			for _, m := range templateVar.FindAllStringSubmatch(string(raw), -1) {
+				if val := s.Environment[m[1]]; val == nil || *val == "" {
+					errs.add("%s: %s uses ${%s}, which the service's environment does not set", service, path, m[1])
+				}
+			}
+			return nil
+		})
+	}
 }
 
 func checkComposeSidecar(errs *problems, root string, p *types.Project, sc composeSidecar, mu Sidecar) {
@@ -222,7 +260,9 @@ func serviceImage(p *types.Project, name string) string {
 	return ""
 }
 
-var pinnedTag = regexp.MustCompile(`^[^:@]+(:[^:@]+)?@sha256:[0-9a-f]{64}$|^[^:@]+:[0-9][^:@]*$`)
+// A version tag (1.2.3, v2.55.1, 7.4.1-alpine) or a digest: never latest or
+// no tag at all.
+var pinnedTag = regexp.MustCompile(`^[^:@]+(:[^:@]+)?@sha256:[0-9a-f]{64}$|^[^:@]+:v?[0-9][^:@]*$`)
 
 // published are the only services with host ports.
 var published = map[string]bool{"web": true, "grafana": true, "zipkin": true, "prometheus": true}
@@ -411,7 +451,7 @@ func checkComposeSecrets(errs *problems, root string, p *types.Project, sidecars
 			return "", false
 		}
 		for _, s := range service.Secrets {
-			if s.Source == name && (s.Target == "" || s.Target == name) {
+			if s.Source == name && (s.Target == "" || s.Target == name || s.Target == "/run/secrets/"+name) {
 				return p.Secrets[name].File, true
 			}
 		}
@@ -497,6 +537,39 @@ func checkPrometheusTargets(errs *problems, root string, p *types.Project, sidec
 		return
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	// Every file_sd file prometheus.yml reads (relative to its folder,
+	// /etc/prometheus) must be one compose mounts.
+	if cfg := hostPath(prom, "/etc/prometheus/prometheus.yml"); cfg != "" {
+		raw, err := os.ReadFile(cfg)
+		if err != nil {
+			errs.add("prometheus: %v", err)
+		} else {
+			var pc struct {
+				ScrapeConfigs []struct {
+					FileSD []struct {
+						Files []string `json:"files"`
+					} `json:"file_sd_configs"`
+				} `json:"scrape_configs"`
+			}
+			if err := yaml.Unmarshal(raw, &pc); err != nil {
+				errs.add("%s: %v", cfg, err)
+			}
+			for _, sc := range pc.ScrapeConfigs {
+				for _, sd := range sc.FileSD {
+					for _, f := range sd.Files {
+						inContainer := f
+						if !filepath.IsAbs(f) {
+							inContainer = filepath.Join("/etc/prometheus", f)
+						}
+						matches, _ := filepath.Glob(hostPath(prom, inContainer))
+						if len(matches) == 0 {
+							errs.add("prometheus.yml reads %s, which compose does not provide", inContainer)
+						}
+					}
+				}
+			}
+		}
+	}
 	type group struct {
 		Targets []string          `json:"targets"`
 		Labels  map[string]string `json:"labels"`
