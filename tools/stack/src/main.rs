@@ -144,37 +144,48 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
     Ok(())
 }
 
-/// `daprd-args <app-id>`: the sidecar `make up` starts for that service, as
-/// JSON (app id, ports, daprd's flags from `daprd::args`), so deployment files
-/// that run daprd elsewhere (docker-compose.yml, dapr.yaml) are checked
-/// against the one place the flags are decided (tools/validate).
+/// `daprd-args [<app-id>]`: the sidecars `make up` starts (all, or the one
+/// named), as a JSON array: app id, ports, and daprd's flags from
+/// `daprd::args`, so deployment files that run daprd elsewhere
+/// (docker-compose.yml, dapr.yaml) are checked against the one place the
+/// flags are decided (tools/validate).
 fn daprd_args(dir: &Path, args: &[String]) -> ExitCode {
-    let Some(service) = args.first().and_then(|id| Service::ALL.into_iter().find(|s| s.app_id() == id)) else {
-        let ids: Vec<&str> = Service::ALL.iter().map(|s| s.app_id()).collect();
-        eprintln!("usage: stackctl daprd-args <app-id>   (one of {})", ids.join(", "));
-        return ExitCode::from(2);
+    let services: Vec<Service> = match args {
+        [] => Service::ALL.to_vec(),
+        [id] if Service::ALL.iter().any(|s| s.app_id() == id) => Service::ALL.into_iter().filter(|s| s.app_id() == id).collect(),
+        _ => {
+            let ids: Vec<&str> = Service::ALL.iter().map(|s| s.app_id()).collect();
+            eprintln!("usage: stackctl daprd-args [<app-id>]   (one of {})", ids.join(", "));
+            return ExitCode::from(2);
+        }
     };
-    let ports = service.sidecar_ports();
-    let spec = stack::daprd::SidecarSpec {
-        app_id: service.app_id().into(),
-        app_port: service.app_port(),
-        ports,
-        resources_dir: paths::components_dir(),
-        config_file: paths::components_dir().join("config.yaml"),
-        workdir: dir.to_owned(),
-        env: Vec::new(),
-        log_level: UP_LOG_LEVEL.into(),
-    };
-    let out = serde_json::json!({
-        "app_id": service.app_id(),
-        "app_port": service.app_port(),
-        "dapr_http_port": ports.http,
-        "dapr_grpc_port": ports.grpc,
-        "dapr_internal_grpc_port": ports.internal_grpc,
-        "metrics_port": ports.metrics,
-        "args": stack::daprd::args(&spec),
-    });
-    println!("{out}");
+    let sidecars: Vec<serde_json::Value> = services
+        .into_iter()
+        .map(|service| {
+            let ports = service.sidecar_ports();
+            let spec = stack::daprd::SidecarSpec {
+                app_id: service.app_id().into(),
+                app_port: service.app_port(),
+                ports,
+                resources_dir: paths::components_dir(),
+                config_file: paths::components_dir().join("config.yaml"),
+                workdir: dir.to_owned(),
+                env: Vec::new(),
+                log_level: UP_LOG_LEVEL.into(),
+            };
+            serde_json::json!({
+                "app_id": service.app_id(),
+                "binary": service.binary(),
+                "app_port": service.app_port(),
+                "dapr_http_port": ports.http,
+                "dapr_grpc_port": ports.grpc,
+                "dapr_internal_grpc_port": ports.internal_grpc,
+                "metrics_port": ports.metrics,
+                "args": stack::daprd::args(&spec),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::Value::Array(sidecars));
     ExitCode::SUCCESS
 }
 
@@ -225,7 +236,7 @@ async fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: stackctl up [--runtime native|wasmedge] | down | status | daprd-args <app-id>   (data, logs and pids under {})", dir.display());
+            eprintln!("usage: stackctl up [--runtime native|wasmedge] | down | status | daprd-args [<app-id>]   (data, logs and pids under {})", dir.display());
             ExitCode::from(2)
         }
     }
