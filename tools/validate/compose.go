@@ -329,7 +329,7 @@ func checkComposeServices(errs *problems, root string, p *types.Project) {
 			errs.add("%s: root filesystem is writable (read_only: true)", name)
 		}
 		user, _, _ := strings.Cut(s.User, ":")
-		if !sidecar && (user == "" || user == "0" || user == "root") {
+		if user == "" || user == "0" || user == "root" {
 			errs.add("%s: runs as root (set user)", name)
 		}
 		if len(s.Ports) > 0 && !published[name] {
