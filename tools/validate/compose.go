@@ -61,11 +61,11 @@ type composeSidecar struct {
 const daprdImage = "daprio/daprd:1.16.5"
 
 // Flags a compose sidecar may set differently from make up, and why:
-// - --dapr-listen-addresses: other sidecars and the web front reach the
-//   Dapr API over the compose network, not loopback.
-// - --resources-path, --config: container paths; checked to be mounts of
-//   the same host files (config: components/compose/config.yaml, proven
-//   equal to components/config.yaml but for Zipkin's address).
+//   - --dapr-listen-addresses: other sidecars and the web front reach the
+//     Dapr API over the compose network, not loopback.
+//   - --resources-path, --config: container paths; checked to be mounts of
+//     the same host files (config: components/compose/config.yaml, proven
+//     equal to components/config.yaml but for Zipkin's address).
 var composeFlagExceptions = map[string]bool{"--dapr-listen-addresses": true, "--resources-path": true, "--config": true}
 
 // CheckCompose checks a loaded compose project against make up's sidecars
@@ -355,11 +355,10 @@ func checkComposeServices(errs *problems, root string, p *types.Project) {
 	}
 	// The events service waits for the migration job.
 	migrations := false
-	for name, s := range p.Services {
+	for _, s := range p.Services {
 		for dep, d := range s.DependsOn {
 			if p.Services[dep].Restart == "no" && d.Condition == types.ServiceConditionCompletedSuccessfully {
 				migrations = migrations || strings.Contains(strings.Join(p.Services[dep].Command, " "), "migrate")
-				_ = name
 			}
 		}
 	}

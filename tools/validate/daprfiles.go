@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 
 	configurationapi "github.com/dapr/dapr/pkg/apis/configuration/v1alpha1"
 )
@@ -55,9 +54,9 @@ func CheckComposeConfig(root string) []error {
 // pkg/runfileconfig and pkg/standalone RunConfig yaml keys) this project
 // uses; decoding is strict, so a key the CLI does not know fails here.
 type RunFile struct {
-	Version int        `json:"version"`
-	Common  RunCommon  `json:"common"`
-	Apps    []RunApp   `json:"apps"`
+	Version int       `json:"version"`
+	Common  RunCommon `json:"common"`
+	Apps    []RunApp  `json:"apps"`
 }
 
 type RunCommon struct {
@@ -194,7 +193,7 @@ func CheckDaprRun(root string, makeUp []Sidecar) []error {
 	if h := rf.Common.Env["DAPR_HOST_IP"]; h != "127.0.0.1" {
 		errs.add("dapr.yaml: DAPR_HOST_IP %q, make up registers 127.0.0.1", h)
 	}
-	if r := rf.Common.Env["REDIS_HOST"]; r != "127.0.0.1:"+strconv.Itoa(6379) {
+	if r := rf.Common.Env["REDIS_HOST"]; r != "127.0.0.1:6379" {
 		errs.add("dapr.yaml: REDIS_HOST %q, make up's Redis is 127.0.0.1:6379", r)
 	}
 	return errs

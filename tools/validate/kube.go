@@ -80,23 +80,23 @@ type Object struct {
 // The types this deployment uses, by apiVersion and kind. A kind outside
 // this list is an error: it would ship unchecked.
 var kinds = map[string]func() any{
-	"v1/Namespace":                              func() any { return &corev1.Namespace{} },
-	"v1/Service":                                func() any { return &corev1.Service{} },
-	"v1/ServiceAccount":                         func() any { return &corev1.ServiceAccount{} },
-	"v1/Secret":                                 func() any { return &corev1.Secret{} },
-	"v1/ConfigMap":                              func() any { return &corev1.ConfigMap{} },
-	"apps/v1/Deployment":                        func() any { return &appsv1.Deployment{} },
-	"apps/v1/StatefulSet":                       func() any { return &appsv1.StatefulSet{} },
-	"batch/v1/Job":                              func() any { return &batchv1.Job{} },
-	"autoscaling/v2/HorizontalPodAutoscaler":    func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
-	"policy/v1/PodDisruptionBudget":             func() any { return &policyv1.PodDisruptionBudget{} },
-	"networking.k8s.io/v1/NetworkPolicy":        func() any { return &networkingv1.NetworkPolicy{} },
-	"node.k8s.io/v1/RuntimeClass":               func() any { return &nodev1.RuntimeClass{} },
-	"rbac.authorization.k8s.io/v1/Role":         func() any { return &rbacv1.Role{} },
-	"rbac.authorization.k8s.io/v1/RoleBinding":  func() any { return &rbacv1.RoleBinding{} },
-	"dapr.io/v1alpha1/Component":                func() any { return &componentsapi.Component{} },
-	"dapr.io/v1alpha1/Configuration":            func() any { return &configurationapi.Configuration{} },
-	"dapr.io/v1alpha1/Resiliency":               func() any { return &resiliencyapi.Resiliency{} },
+	"v1/Namespace":                             func() any { return &corev1.Namespace{} },
+	"v1/Service":                               func() any { return &corev1.Service{} },
+	"v1/ServiceAccount":                        func() any { return &corev1.ServiceAccount{} },
+	"v1/Secret":                                func() any { return &corev1.Secret{} },
+	"v1/ConfigMap":                             func() any { return &corev1.ConfigMap{} },
+	"apps/v1/Deployment":                       func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                      func() any { return &appsv1.StatefulSet{} },
+	"batch/v1/Job":                             func() any { return &batchv1.Job{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":   func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"policy/v1/PodDisruptionBudget":            func() any { return &policyv1.PodDisruptionBudget{} },
+	"networking.k8s.io/v1/NetworkPolicy":       func() any { return &networkingv1.NetworkPolicy{} },
+	"node.k8s.io/v1/RuntimeClass":              func() any { return &nodev1.RuntimeClass{} },
+	"rbac.authorization.k8s.io/v1/Role":        func() any { return &rbacv1.Role{} },
+	"rbac.authorization.k8s.io/v1/RoleBinding": func() any { return &rbacv1.RoleBinding{} },
+	"dapr.io/v1alpha1/Component":               func() any { return &componentsapi.Component{} },
+	"dapr.io/v1alpha1/Configuration":           func() any { return &configurationapi.Configuration{} },
+	"dapr.io/v1alpha1/Resiliency":              func() any { return &resiliencyapi.Resiliency{} },
 }
 
 // DecodeStrict splits a multi-document YAML stream and decodes each
@@ -198,7 +198,7 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 			"dapr.io/app-port": port, "dapr.io/app-protocol": "http", "dapr.io/enable-metrics": "true",
 			"dapr.io/max-body-size": flagOf(mu, "--max-body-size"), "dapr.io/log-level": flagOf(mu, "--log-level"),
 			"dapr.io/graceful-shutdown-seconds": flagOf(mu, "--dapr-graceful-shutdown-seconds"),
-			"prometheus.io/scrape": "true", "prometheus.io/port": port, "prometheus.io/path": "/metrics",
+			"prometheus.io/scrape":              "true", "prometheus.io/port": port, "prometheus.io/path": "/metrics",
 		} {
 			if ann[k] != v {
 				errs.add("Deployment %s: annotation %s %q, want %q", name, k, ann[k], v)
