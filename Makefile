@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status test bench bench-runtimes bench-observability
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status test bench bench-runtimes bench-observability validate-deploy
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -23,6 +23,8 @@ help:
 	@echo "             natively and then with the services under WasmEdge"
 	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
+	@echo "make validate-deploy  docker-compose.yml, deploy/kubernetes and dapr.yaml against the"
+	@echo "             compose-spec loader, the Kubernetes and Dapr types, and make up's sidecars"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
 
@@ -66,6 +68,7 @@ status:
 # cheaper than a build (~30 s cold, nothing when unchanged).
 test: daprd zipkin
 	cargo build --workspace --bins
+	$(MAKE) --no-print-directory validate-deploy
 	cargo test --workspace --no-fail-fast -- --skip runtimes::
 	$(MAKE) --no-print-directory wasmedge
 	STACK_RUNTIME=wasmedge cargo test --workspace --test e2e --no-fail-fast
@@ -83,3 +86,19 @@ bench-runtimes: daprd build wasmedge
 # (tests/benches/observability.rs; figures, no assertions).
 bench-observability: daprd zipkin build
 	cargo bench -p stack-tests --bench observability
+
+# The deployment files (tools/validate): the compose-spec loader Docker
+# Compose uses, kustomize build of every overlay decoded strictly into the
+# Kubernetes and Dapr Go types, dapr.yaml, all against `stackctl daprd-args`
+# (make up's sidecars). kustomize is installed once under .cache/; Go caches
+# the build. -count=1: the tests read files Go's test cache cannot see
+# (through kustomize), so their results are never reused.
+KUSTOMIZE_VERSION := v5.7.1
+KUSTOMIZE := .cache/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+
+$(KUSTOMIZE):
+	GOBIN=$(CURDIR)/$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+validate-deploy: $(KUSTOMIZE)
+	cargo build -p stack --bin stackctl
+	cd tools/validate && STACKCTL=$(CURDIR)/target/debug/stackctl KUSTOMIZE=$(CURDIR)/$(KUSTOMIZE) go test -count=1 ./...

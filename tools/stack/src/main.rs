@@ -15,6 +15,8 @@ const REDIS_PORT: u16 = 6379;
 const ZIPKIN_PORT: u16 = 9411;
 const PROMETHEUS_PORT: u16 = 9090;
 const GRAFANA_PORT: u16 = 3000;
+/// daprd's log level under `make up` (and so in `stackctl daprd-args`).
+const UP_LOG_LEVEL: &str = "info";
 
 fn stack_dir() -> PathBuf {
     std::env::var_os("STACK_DIR").map(PathBuf::from).unwrap_or_else(|| paths::repo_root().join(".stack"))
@@ -145,7 +147,7 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
         database: stack::stack::Database::Own { port: MARIADB_PORT },
         redis_port: REDIS_PORT,
         service_env: vec![("LOG_FORMAT".into(), "json".into())],
-        log_level: "info".into(),
+        log_level: UP_LOG_LEVEL.into(),
         tracing: stack::Tracing::OwnZipkin { port: ZIPKIN_PORT },
         prometheus_port: Some(PROMETHEUS_PORT),
     };
@@ -207,6 +209,51 @@ fn start_grafana(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `daprd-args [<app-id>]`: the sidecars `make up` starts (all, or the one
+/// named), as a JSON array: app id, ports, and daprd's flags from
+/// `daprd::args`, so deployment files that run daprd elsewhere
+/// (docker-compose.yml, dapr.yaml) are checked against the one place the
+/// flags are decided (tools/validate).
+fn daprd_args(dir: &Path, args: &[String]) -> ExitCode {
+    let services: Vec<Service> = match args {
+        [] => Service::ALL.to_vec(),
+        [id] if Service::ALL.iter().any(|s| s.app_id() == id) => Service::ALL.into_iter().filter(|s| s.app_id() == id).collect(),
+        _ => {
+            let ids: Vec<&str> = Service::ALL.iter().map(|s| s.app_id()).collect();
+            eprintln!("usage: stackctl daprd-args [<app-id>]   (one of {})", ids.join(", "));
+            return ExitCode::from(2);
+        }
+    };
+    let sidecars: Vec<serde_json::Value> = services
+        .into_iter()
+        .map(|service| {
+            let ports = service.sidecar_ports();
+            let spec = stack::daprd::SidecarSpec {
+                app_id: service.app_id().into(),
+                app_port: service.app_port(),
+                ports,
+                resources_dir: paths::components_dir(),
+                config_file: paths::components_dir().join("config.yaml"),
+                workdir: dir.to_owned(),
+                env: Vec::new(),
+                log_level: UP_LOG_LEVEL.into(),
+            };
+            serde_json::json!({
+                "app_id": service.app_id(),
+                "binary": service.binary(),
+                "app_port": service.app_port(),
+                "dapr_http_port": ports.http,
+                "dapr_grpc_port": ports.grpc,
+                "dapr_internal_grpc_port": ports.internal_grpc,
+                "metrics_port": ports.metrics,
+                "args": stack::daprd::args(&spec),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::Value::Array(sidecars));
+    ExitCode::SUCCESS
+}
+
 /// `up [--runtime native|wasmedge]`; without the flag, `STACK_RUNTIME`, else native.
 fn up_runtime(args: &[String]) -> Result<Runtime, String> {
     match args {
@@ -245,6 +292,7 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some("daprd-args") => daprd_args(&dir, &args[1..]),
         Some("status") => {
             if status(&dir).await {
                 ExitCode::SUCCESS
@@ -253,7 +301,7 @@ async fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: stackctl up [--runtime native|wasmedge] | down | status   (data, logs and pids under {})", dir.display());
+            eprintln!("usage: stackctl up [--runtime native|wasmedge] | down | status | daprd-args [<app-id>]   (data, logs and pids under {})", dir.display());
             ExitCode::from(2)
         }
     }

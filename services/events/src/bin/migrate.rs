@@ -14,7 +14,10 @@ commands:
   verify                            exit 1 if any migration is dirty, drifted or missing
   new NAME                          create the next NNNN_NAME.up.sql / .down.sql pair
   force VERSION [--pending]         after a manual repair: mark VERSION applied (or pending)
-DATABASE_URL is read when --database-url is absent; --dir defaults to ./migrations.";
+DATABASE_URL is read when --database-url is absent; without either, the secret DB_URL_SECRET
+(default DB_URL:MYSQL) from SECRETS_FILE, the Dapr local-file secret store's JSON that
+events-service reads (so a container gets the URL as a file, not in its environment);
+--dir defaults to ./migrations.";
 
 struct Args {
     url: Option<String>,
@@ -59,7 +62,23 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     if a.command.is_empty() {
         return Err("no command".into());
     }
+    if a.url.is_none() {
+        if let Some(file) = std::env::var_os("SECRETS_FILE").filter(|v| !v.is_empty()) {
+            let name = std::env::var("DB_URL_SECRET").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "DB_URL:MYSQL".into());
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("SECRETS_FILE {}: {e}", PathBuf::from(&file).display()))?;
+            a.url = Some(secret_from_json(&text, &name).map_err(|e| format!("SECRETS_FILE {}: {e}", PathBuf::from(&file).display()))?);
+        }
+    }
     Ok(a)
+}
+
+/// The secret `name` in a Dapr local-file secret store's JSON, nested with
+/// `:` as components/secretstore.yaml sets (`DB_URL:MYSQL` is
+/// `{"DB_URL":{"MYSQL":…}}`).
+fn secret_from_json(text: &str, name: &str) -> Result<String, String> {
+    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let value = name.split(':').try_fold(&root, |v, key| v.get(key)).ok_or_else(|| format!("no secret {name}"))?;
+    value.as_str().filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| format!("secret {name} is not a non-empty string"))
 }
 
 fn main() -> ExitCode {
@@ -163,4 +182,25 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
     drop(conn);
     let _ = pool.disconnect().await;
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_from_json;
+
+    #[test]
+    fn reads_a_nested_secret_as_the_secret_store_does() {
+        let json = r#"{"DB_URL":{"MYSQL":"mysql://u:p@db:3306/events"},"OTHER":"x"}"#;
+        assert_eq!(secret_from_json(json, "DB_URL:MYSQL").as_deref(), Ok("mysql://u:p@db:3306/events"));
+        assert_eq!(secret_from_json(json, "OTHER").as_deref(), Ok("x"));
+    }
+
+    #[test]
+    fn refuses_a_missing_empty_or_non_string_secret() {
+        let json = r#"{"DB_URL":{"MYSQL":"","PG":{"x":1}}}"#;
+        assert!(secret_from_json(json, "DB_URL:MYSQL").is_err());
+        assert!(secret_from_json(json, "DB_URL:PG").is_err());
+        assert!(secret_from_json(json, "DB_URL:NOPE").is_err());
+        assert!(secret_from_json("not json", "DB_URL:MYSQL").is_err());
+    }
 }

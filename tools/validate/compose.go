@@ -1,0 +1,633 @@
+package validate
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"sigs.k8s.io/yaml"
+)
+
+// The compose files, relative to the repository root.
+var (
+	ComposeDefault = []string{"docker-compose.yml"}
+	ComposeWasm    = []string{"docker-compose.yml", "docker-compose.wasm.yml"}
+)
+
+// LoadCompose loads files as `docker compose -f … config` would: the
+// compose-spec loader, with its schema validation (an unknown or misspelt
+// key is an error), interpolation and paths resolved against root. The
+// environment is only what the files default to, so a developer's shell
+// does not change the result.
+func LoadCompose(ctx context.Context, root string, files ...string) (*types.Project, error) {
+	paths := make([]string, len(files))
+	for i, f := range files {
+		if filepath.IsAbs(f) {
+			paths[i] = f
+		} else {
+			paths[i] = filepath.Join(root, f)
+		}
+	}
+	opts, err := cli.NewProjectOptions(paths,
+		cli.WithWorkingDirectory(root),
+		cli.WithEnv([]string{}),
+		cli.WithResolvedPaths(true),
+		cli.WithConsistency(true),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return opts.LoadProject(ctx)
+}
+
+// composeSidecar is one daprd service of the compose file.
+type composeSidecar struct {
+	name    string // the sidecar's compose service
+	app     string // the app's compose service (its network namespace)
+	service types.ServiceConfig
+	flags   map[string]string
+}
+
+// daprdImage is the image every sidecar runs: the project's Dapr version.
+const daprdImage = "daprio/daprd:1.16.5"
+
+// Flags a compose sidecar may set differently from make up, and why:
+//   - --dapr-listen-addresses: other sidecars and the web front reach the
+//     Dapr API over the compose network, not loopback.
+//   - --resources-path, --config: container paths; checked to be mounts of
+//     the same host files (config: components/compose/config.yaml, proven
+//     equal to components/config.yaml but for Zipkin's address).
+var composeFlagExceptions = map[string]bool{"--dapr-listen-addresses": true, "--resources-path": true, "--config": true}
+
+// CheckCompose checks a loaded compose project against make up's sidecars
+// and the rules the deployment promises (pinned images, health, limits,
+// non-root, read-only, secrets as files, only four published ports).
+func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
+	var errs problems
+	want := ByAppID(makeUp)
+
+	// Sidecars: found by image, tied to their app by network_mode.
+	sidecars := map[string]composeSidecar{} // by app id
+	for name, s := range p.Services {
+		if !strings.HasPrefix(s.Image, "daprio/daprd") {
+			continue
+		}
+		if s.Image != daprdImage {
+			errs.add("%s: sidecar image %s, want %s (the Dapr version tools/daprd builds)", name, s.Image, daprdImage)
+		}
+		app, ok := strings.CutPrefix(s.NetworkMode, "service:")
+		if !ok {
+			errs.add("%s: network_mode %q, want service:<app> (the sidecar shares its app's network namespace)", name, s.NetworkMode)
+			continue
+		}
+		if len(s.Command) == 0 || s.Command[0] != "/daprd" {
+			errs.add("%s: command must start with /daprd, got %q", name, s.Command)
+			continue
+		}
+		flags, err := Flags(s.Command[1:])
+		if err != nil {
+			errs.add("%s: %v", name, err)
+			continue
+		}
+		id := flags["--app-id"]
+		if _, dup := sidecars[id]; dup {
+			errs.add("%s: a second sidecar for app id %q", name, id)
+		}
+		sidecars[id] = composeSidecar{name: name, app: app, service: s, flags: flags}
+	}
+	for id := range want {
+		if _, ok := sidecars[id]; !ok {
+			errs.add("no daprd sidecar with --app-id %s (make up runs one)", id)
+		}
+	}
+	for id, sc := range sidecars {
+		mu, ok := want[id]
+		if !ok {
+			errs.add("%s: app id %q is not one make up runs", sc.name, id)
+			continue
+		}
+		checkComposeSidecar(&errs, root, p, sc, mu)
+	}
+
+	checkComposeServices(&errs, root, p)
+	checkComposeSecrets(&errs, root, p, sidecars)
+	checkPrometheusTargets(&errs, root, p, sidecars, want)
+	checkWebFront(&errs, p, sidecars, want)
+	// Files that take their settings from the environment (Grafana's
+	// provisioning, nginx's template) get every variable they name.
+	checkTemplateVars(&errs, p, "grafana", "/etc/grafana/provisioning")
+	checkTemplateVars(&errs, p, "web", "/etc/nginx/templates")
+	return errs
+}
+
+var templateVar = regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)\}`)
+
+// checkTemplateVars: every ${VAR} in the files mounted under dir in the
+// service is set in its environment (unset, Grafana reads an empty string
+// and nginx's envsubst step leaves the text as is: both fail at run time).
+func checkTemplateVars(errs *problems, p *types.Project, service, dir string) {
+	s, ok := p.Services[service]
+	if !ok {
+		return
+	}
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind || !(v.Target == dir || strings.HasPrefix(v.Target, dir+"/")) {
+			continue
+		}
+		_ = filepath.Walk(v.Source, func(path string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return nil
+			}
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				errs.add("%s: %v", service, err)
+				return nil
+			}
+			for _, m := range templateVar.FindAllStringSubmatch(string(raw), -1) {
+				if val := s.Environment[m[1]]; val == nil || *val == "" {
+					errs.add("%s: %s uses ${%s}, which the service's environment does not set", service, path, m[1])
+				}
+			}
+			return nil
+		})
+	}
+}
+
+func checkComposeSidecar(errs *problems, root string, p *types.Project, sc composeSidecar, mu Sidecar) {
+	upFlags, err := Flags(mu.Args)
+	if err != nil {
+		errs.add("stackctl daprd-args %s: %v", mu.AppID, err)
+		return
+	}
+	for name, upValue := range upFlags {
+		got, ok := sc.flags[name]
+		switch {
+		case !ok:
+			errs.add("%s: lacks %s (make up: %s)", sc.name, name, upValue)
+		case composeFlagExceptions[name]:
+		case got != upValue:
+			errs.add("%s: %s %s, make up gives %s", sc.name, name, got, upValue)
+		}
+	}
+	for name := range sc.flags {
+		if _, ok := upFlags[name]; !ok {
+			errs.add("%s: %s is not a flag make up gives daprd (tools/stack/src/daprd.rs)", sc.name, name)
+		}
+	}
+	if got := sc.flags["--dapr-listen-addresses"]; got != "0.0.0.0" {
+		errs.add("%s: --dapr-listen-addresses %q, want 0.0.0.0 (reached over the compose network)", sc.name, got)
+	}
+	// The container paths must be mounts of make up's files.
+	if host := hostPath(sc.service, sc.flags["--resources-path"]); host != upFlags["--resources-path"] {
+		errs.add("%s: --resources-path %s is %q on the host, make up uses %s", sc.name, sc.flags["--resources-path"], host, upFlags["--resources-path"])
+	}
+	composeConfig := filepath.Join(root, "components", "compose", "config.yaml")
+	if host := hostPath(sc.service, sc.flags["--config"]); host != composeConfig && host != upFlags["--config"] {
+		errs.add("%s: --config %s is %q on the host, want %s or %s", sc.name, sc.flags["--config"], host, upFlags["--config"], composeConfig)
+	}
+
+	app, ok := p.Services[sc.app]
+	if !ok {
+		errs.add("%s: network_mode names %s, which is not a service", sc.name, sc.app)
+		return
+	}
+	env := func(s types.ServiceConfig, k string) string {
+		if v := s.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	if got := env(app, "APP_PORT"); got != strconv.Itoa(mu.AppPort) {
+		errs.add("%s: APP_PORT %q, make up: %d", sc.app, got, mu.AppPort)
+	}
+	if got := env(app, "DAPR_HTTP_PORT"); got != strconv.Itoa(mu.DaprHTTPPort) {
+		errs.add("%s: DAPR_HTTP_PORT %q, its sidecar listens on %d", sc.app, got, mu.DaprHTTPPort)
+	}
+	if got := env(sc.service, "DAPR_HOST_IP"); got != sc.app {
+		errs.add("%s: DAPR_HOST_IP %q, want %s (the address other sidecars reach it at)", sc.name, got, sc.app)
+	}
+	redis := env(sc.service, "REDIS_HOST")
+	if host, _, _ := strings.Cut(redis, ":"); !strings.HasPrefix(serviceImage(p, host), "redis:") {
+		errs.add("%s: REDIS_HOST %q is not a Redis service of this file", sc.name, redis)
+	}
+	if dep, ok := sc.service.DependsOn[sc.app]; !ok || dep.Condition != types.ServiceConditionStarted {
+		errs.add("%s: must depend on %s with service_started (the app's health includes the sidecar's)", sc.name, sc.app)
+	}
+	// Mounts under daprd's working folder hold the shared SQLite name
+	// resolution file: every sidecar must share one volume there.
+	shared := false
+	for _, v := range sc.service.Volumes {
+		if v.Type == types.VolumeTypeVolume && v.Target == sc.service.WorkingDir {
+			shared = true
+		}
+	}
+	if !shared {
+		errs.add("%s: working_dir %q is not a named volume: the sidecars must share the name-resolution file", sc.name, sc.service.WorkingDir)
+	}
+}
+
+// hostPath maps a container path to the host path bind-mounted there.
+func hostPath(s types.ServiceConfig, container string) string {
+	best := ""
+	host := ""
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind {
+			continue
+		}
+		if container == v.Target || strings.HasPrefix(container, v.Target+"/") {
+			if len(v.Target) > len(best) {
+				best = v.Target
+				host = filepath.Join(v.Source, strings.TrimPrefix(container, v.Target))
+			}
+		}
+	}
+	return host
+}
+
+func serviceImage(p *types.Project, name string) string {
+	if s, ok := p.Services[name]; ok {
+		return s.Image
+	}
+	return ""
+}
+
+// A version tag (1.2.3, v2.55.1, 7.4.1-alpine) or a digest: never latest or
+// no tag at all.
+var pinnedTag = regexp.MustCompile(`^[^:@]+(:[^:@]+)?@sha256:[0-9a-f]{64}$|^[^:@]+:v?[0-9][^:@]*$`)
+
+// published are the only services with host ports.
+var published = map[string]bool{"web": true, "grafana": true, "zipkin": true, "prometheus": true}
+
+func checkComposeServices(errs *problems, root string, p *types.Project) {
+	names := make([]string, 0, len(p.Services))
+	for n := range p.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	targets := dockerfileTargets(errs, p)
+	for _, name := range names {
+		s := p.Services[name]
+		sidecar := strings.HasPrefix(s.Image, "daprio/daprd")
+		oneShot := s.Restart == "no"
+		if !pinnedTag.MatchString(s.Image) {
+			errs.add("%s: image %q is not pinned to a version (a tag starting with a digit, or a digest)", name, s.Image)
+		}
+		if s.Build != nil {
+			if _, err := os.Stat(filepath.Join(s.Build.Context, s.Build.Dockerfile)); err != nil && !filepath.IsAbs(s.Build.Dockerfile) {
+				errs.add("%s: Dockerfile: %v", name, err)
+			}
+			if !targets[s.Build.Target] {
+				errs.add("%s: build target %q is not a stage of %s", name, s.Build.Target, s.Build.Dockerfile)
+			}
+		}
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				errs.add("%s: mounts %s, which does not exist (%v)", name, v.Source, err)
+			}
+			if !v.ReadOnly {
+				errs.add("%s: bind mount %s is writable; repository files are mounted read-only", name, v.Target)
+			}
+		}
+		// Health: every long-running service, except the daprd sidecars
+		// (distroless, nothing to run a check with; the app's /readyz
+		// includes its sidecar).
+		hc := s.HealthCheck
+		if !sidecar && !oneShot && (hc == nil || (len(hc.Test) == 0 && !hc.Disable)) {
+			errs.add("%s: no healthcheck", name)
+		}
+		for dep, d := range s.DependsOn {
+			target, ok := p.Services[dep]
+			if !ok {
+				errs.add("%s: depends on %s, which is not a service", name, dep)
+				continue
+			}
+			healthy := target.HealthCheck != nil && !target.HealthCheck.Disable && len(target.HealthCheck.Test) > 0
+			isOwnApp := s.NetworkMode == "service:"+dep
+			switch {
+			case target.Restart == "no" && d.Condition != types.ServiceConditionCompletedSuccessfully:
+				errs.add("%s: depends on the one-shot %s with %s, want service_completed_successfully", name, dep, d.Condition)
+			case healthy && !isOwnApp && d.Condition != types.ServiceConditionHealthy:
+				errs.add("%s: depends on %s with %s, want service_healthy", name, dep, d.Condition)
+			}
+		}
+		if limit := memoryLimit(s); limit <= 0 {
+			errs.add("%s: no memory limit", name)
+		}
+		if !s.ReadOnly {
+			errs.add("%s: root filesystem is writable (read_only: true)", name)
+		}
+		user, _, _ := strings.Cut(s.User, ":")
+		if user == "" || user == "0" || user == "root" {
+			errs.add("%s: runs as root (set user)", name)
+		}
+		if len(s.Ports) > 0 && !published[name] {
+			errs.add("%s: publishes ports; only %v may", name, keys(published))
+		}
+		for _, port := range s.Ports {
+			if port.HostIP != "127.0.0.1" {
+				errs.add("%s: port %s published on %q, want 127.0.0.1", name, port.Published, port.HostIP)
+			}
+		}
+	}
+	for name := range published {
+		if s, ok := p.Services[name]; !ok || len(s.Ports) == 0 {
+			errs.add("%s: should be published on the host", name)
+		}
+	}
+	for name, sec := range p.Secrets {
+		if sec.File == "" {
+			errs.add("secret %s: not from a file", name)
+		} else if _, err := os.Stat(sec.File); err != nil {
+			errs.add("secret %s: %v", name, err)
+		}
+	}
+	// The events service waits for the migration job.
+	migrations := false
+	for _, s := range p.Services {
+		for dep, d := range s.DependsOn {
+			if p.Services[dep].Restart == "no" && d.Condition == types.ServiceConditionCompletedSuccessfully {
+				migrations = migrations || strings.Contains(strings.Join(p.Services[dep].Command, " "), "migrate")
+			}
+		}
+	}
+	if !migrations {
+		errs.add("no service waits (service_completed_successfully) for a one-shot migrate job")
+	}
+	// Grafana opens on the service overview, as an anonymous viewer.
+	if g, ok := p.Services["grafana"]; ok {
+		env := func(k string) string {
+			if v := g.Environment[k]; v != nil {
+				return *v
+			}
+			return ""
+		}
+		if g.Image != "grafana/grafana:11.3.0" {
+			errs.add("grafana: image %s, the dashboards are written for grafana/grafana:11.3.0", g.Image)
+		}
+		if env("GF_AUTH_ANONYMOUS_ENABLED") != "true" || env("GF_AUTH_ANONYMOUS_ORG_ROLE") != "Viewer" {
+			errs.add("grafana: anonymous access must be on, as Viewer")
+		}
+		home := hostPath(g, env("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"))
+		if home != filepath.Join(root, "grafana", "dashboards", "service-overview.json") {
+			errs.add("grafana: home dashboard is %q on the host, want grafana/dashboards/service-overview.json", home)
+		}
+	}
+}
+
+func memoryLimit(s types.ServiceConfig) int64 {
+	if s.Deploy != nil && s.Deploy.Resources.Limits != nil && s.Deploy.Resources.Limits.MemoryBytes > 0 {
+		return int64(s.Deploy.Resources.Limits.MemoryBytes)
+	}
+	return int64(s.MemLimit)
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dockerfileTargets lists the stages (FROM … AS name) of every Dockerfile
+// the project builds from.
+func dockerfileTargets(errs *problems, p *types.Project) map[string]bool {
+	stage := regexp.MustCompile(`(?i)^FROM\s+.*\s+AS\s+([A-Za-z0-9_.-]+)\s*$`)
+	targets := map[string]bool{}
+	seen := map[string]bool{}
+	for _, s := range p.Services {
+		if s.Build == nil {
+			continue
+		}
+		path := s.Build.Dockerfile
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(s.Build.Context, path)
+		}
+		if seen[path] {
+			continue
+		}
+		seen[path] = true
+		f, err := os.Open(path)
+		if err != nil {
+			errs.add("%v", err)
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if m := stage.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
+				targets[m[1]] = true
+			}
+		}
+		f.Close()
+	}
+	return targets
+}
+
+// checkComposeSecrets: the database password reaches MariaDB and the Dapr
+// secret store only as compose secrets (files), the two agree, and no
+// service has it in its environment.
+func checkComposeSecrets(errs *problems, root string, p *types.Project, sidecars map[string]composeSidecar) {
+	secretFile := func(service types.ServiceConfig, envName string) (string, bool) {
+		v := service.Environment[envName]
+		if v == nil {
+			return "", false
+		}
+		name, ok := strings.CutPrefix(*v, "/run/secrets/")
+		if !ok {
+			return "", false
+		}
+		for _, s := range service.Secrets {
+			if s.Source == name && (s.Target == "" || s.Target == name || s.Target == "/run/secrets/"+name) {
+				return p.Secrets[name].File, true
+			}
+		}
+		return "", false
+	}
+	db, ok := p.Services["mariadb"]
+	if !ok {
+		errs.add("no mariadb service")
+		return
+	}
+	passwordFile, ok := secretFile(db, "MARIADB_PASSWORD_FILE")
+	if !ok {
+		errs.add("mariadb: MARIADB_PASSWORD_FILE must name a compose secret under /run/secrets")
+		return
+	}
+	events, ok := sidecars["events-service"]
+	if !ok {
+		return
+	}
+	secretsJSON, ok := secretFile(events.service, "SECRETS_FILE")
+	if !ok {
+		errs.add("%s: SECRETS_FILE must name a compose secret under /run/secrets (the local-file secret store)", events.name)
+		return
+	}
+	password, err := os.ReadFile(passwordFile)
+	if err != nil {
+		errs.add("%v", err)
+		return
+	}
+	raw, err := os.ReadFile(secretsJSON)
+	if err != nil {
+		errs.add("%v", err)
+		return
+	}
+	var secrets struct {
+		DBURL struct {
+			MySQL string `json:"MYSQL"`
+		} `json:"DB_URL"`
+	}
+	if err := json.Unmarshal(raw, &secrets); err != nil {
+		errs.add("%s: %v", secretsJSON, err)
+		return
+	}
+	u, err := url.Parse(secrets.DBURL.MySQL)
+	if err != nil || u.User == nil {
+		errs.add("%s: DB_URL:MYSQL is not a URL with credentials", secretsJSON)
+		return
+	}
+	pw, _ := u.User.Password()
+	envOf := func(k string) string {
+		if v := db.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	if pw != strings.TrimSpace(string(password)) {
+		errs.add("the password in %s differs from %s", secretsJSON, passwordFile)
+	}
+	if u.User.Username() != envOf("MARIADB_USER") || strings.TrimPrefix(u.Path, "/") != envOf("MARIADB_DATABASE") || u.Hostname() != "mariadb" {
+		errs.add("%s: DB_URL:MYSQL %s@%s%s does not match the mariadb service (user %s, database %s)", secretsJSON, u.User.Username(), u.Host, u.Path, envOf("MARIADB_USER"), envOf("MARIADB_DATABASE"))
+	}
+	for name, s := range p.Services {
+		for k, v := range s.Environment {
+			if v != nil && strings.TrimSpace(string(password)) != "" && strings.Contains(*v, strings.TrimSpace(string(password))) {
+				errs.add("%s: %s holds the database password in plain environment", name, k)
+			}
+		}
+	}
+}
+
+// checkPrometheusTargets: the file_sd targets compose mounts name every
+// app's /metrics and every sidecar's metrics port, at the app's service
+// (the sidecar shares its network namespace), labelled app_id and component.
+func checkPrometheusTargets(errs *problems, root string, p *types.Project, sidecars map[string]composeSidecar, want map[string]Sidecar) {
+	prom, ok := p.Services["prometheus"]
+	if !ok {
+		errs.add("no prometheus service")
+		return
+	}
+	dir := hostPath(prom, "/etc/prometheus/targets")
+	if dir == "" {
+		errs.add("prometheus: nothing mounted at /etc/prometheus/targets (file_sd_configs)")
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	// Every file_sd file prometheus.yml reads (relative to its folder,
+	// /etc/prometheus) must be one compose mounts.
+	if cfg := hostPath(prom, "/etc/prometheus/prometheus.yml"); cfg != "" {
+		raw, err := os.ReadFile(cfg)
+		if err != nil {
+			errs.add("prometheus: %v", err)
+		} else {
+			var pc struct {
+				ScrapeConfigs []struct {
+					FileSD []struct {
+						Files []string `json:"files"`
+					} `json:"file_sd_configs"`
+				} `json:"scrape_configs"`
+			}
+			if err := yaml.Unmarshal(raw, &pc); err != nil {
+				errs.add("%s: %v", cfg, err)
+			}
+			for _, sc := range pc.ScrapeConfigs {
+				for _, sd := range sc.FileSD {
+					for _, f := range sd.Files {
+						inContainer := f
+						if !filepath.IsAbs(f) {
+							inContainer = filepath.Join("/etc/prometheus", f)
+						}
+						matches, _ := filepath.Glob(hostPath(prom, inContainer))
+						if len(matches) == 0 {
+							errs.add("prometheus.yml reads %s, which compose does not provide", inContainer)
+						}
+					}
+				}
+			}
+		}
+	}
+	type group struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	got := map[string]string{} // "app_id/component" → target
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			errs.add("%v", err)
+			continue
+		}
+		var groups []group
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&groups); err != nil {
+			errs.add("%s: %v", f, err)
+			continue
+		}
+		for _, g := range groups {
+			for _, t := range g.Targets {
+				got[g.Labels["app_id"]+"/"+g.Labels["component"]] = t
+			}
+		}
+	}
+	for id, sc := range sidecars {
+		mu, ok := want[id]
+		if !ok {
+			continue
+		}
+		for component, port := range map[string]int{"app": mu.AppPort, "daprd": mu.MetricsPort} {
+			wantTarget := sc.app + ":" + strconv.Itoa(port)
+			if got[id+"/"+component] != wantTarget {
+				errs.add("prometheus targets: %s %s is %q, want %s", id, component, got[id+"/"+component], wantTarget)
+			}
+		}
+	}
+	if len(got) != 2*len(want) {
+		errs.add("prometheus targets: %d, want %d (each app and each sidecar once)", len(got), 2*len(want))
+	}
+}
+
+// checkWebFront: nginx's template gets each sidecar's Dapr HTTP API.
+func checkWebFront(errs *problems, p *types.Project, sidecars map[string]composeSidecar, want map[string]Sidecar) {
+	web, ok := p.Services["web"]
+	if !ok {
+		errs.add("no web service")
+		return
+	}
+	for envName, id := range map[string]string{"GRAYSCALE_DAPR": "image-api-grayscale", "CLASSIFY_DAPR": "image-api-classify", "EVENTS_DAPR": "events-service"} {
+		sc, ok := sidecars[id]
+		if !ok {
+			continue
+		}
+		wantAddr := sc.app + ":" + strconv.Itoa(want[id].DaprHTTPPort)
+		if v := web.Environment[envName]; v == nil || *v != wantAddr {
+			errs.add("web: %s should be %s (the %s sidecar's HTTP API)", envName, wantAddr, id)
+		}
+	}
+	if v := web.Environment["ZIPKIN_URL"]; v == nil || *v != "http://zipkin:9411" {
+		errs.add("web: ZIPKIN_URL should be http://zipkin:9411")
+	}
+}

@@ -1,0 +1,451 @@
+package validate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	componentsapi "github.com/dapr/dapr/pkg/apis/components/v1alpha1"
+	configurationapi "github.com/dapr/dapr/pkg/apis/configuration/v1alpha1"
+	resiliencyapi "github.com/dapr/dapr/pkg/apis/resiliency/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	nodev1 "k8s.io/api/node/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// KustomizeDir holds the kustomize base and overlays.
+const KustomizeDir = "deploy/kubernetes"
+
+// Overlays lists deploy/kubernetes/overlays/*.
+func Overlays(root string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(root, KustomizeDir, "overlays"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, filepath.Join(root, KustomizeDir, "overlays", e.Name()))
+		}
+	}
+	return out, nil
+}
+
+// Kustomize is the kustomize binary ($KUSTOMIZE, else .cache/tools/bin).
+func Kustomize(root string) (string, error) {
+	bin := os.Getenv("KUSTOMIZE")
+	if bin == "" {
+		bin = filepath.Join(root, ".cache", "tools", "kustomize-v5.7.1", "kustomize")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("kustomize not found (%v): `make validate-deploy` installs it", err)
+	}
+	return bin, nil
+}
+
+// Render runs `kustomize build dir`.
+func Render(kustomize, dir string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(kustomize, "build", dir)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w: %s", dir, err, stderr.String())
+	}
+	return out, nil
+}
+
+// Object is one rendered manifest, decoded into its API type.
+type Object struct {
+	Kind string
+	Name string
+	Obj  any
+}
+
+// The types this deployment uses, by apiVersion and kind. A kind outside
+// this list is an error: it would ship unchecked.
+var kinds = map[string]func() any{
+	"v1/Namespace":                             func() any { return &corev1.Namespace{} },
+	"v1/Service":                               func() any { return &corev1.Service{} },
+	"v1/ServiceAccount":                        func() any { return &corev1.ServiceAccount{} },
+	"v1/Secret":                                func() any { return &corev1.Secret{} },
+	"v1/ConfigMap":                             func() any { return &corev1.ConfigMap{} },
+	"apps/v1/Deployment":                       func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                      func() any { return &appsv1.StatefulSet{} },
+	"batch/v1/Job":                             func() any { return &batchv1.Job{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":   func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"policy/v1/PodDisruptionBudget":            func() any { return &policyv1.PodDisruptionBudget{} },
+	"networking.k8s.io/v1/NetworkPolicy":       func() any { return &networkingv1.NetworkPolicy{} },
+	"node.k8s.io/v1/RuntimeClass":              func() any { return &nodev1.RuntimeClass{} },
+	"rbac.authorization.k8s.io/v1/Role":        func() any { return &rbacv1.Role{} },
+	"rbac.authorization.k8s.io/v1/RoleBinding": func() any { return &rbacv1.RoleBinding{} },
+	"dapr.io/v1alpha1/Component":               func() any { return &componentsapi.Component{} },
+	"dapr.io/v1alpha1/Configuration":           func() any { return &configurationapi.Configuration{} },
+	"dapr.io/v1alpha1/Resiliency":              func() any { return &resiliencyapi.Resiliency{} },
+}
+
+// DecodeStrict splits a multi-document YAML stream and decodes each
+// document into its Kubernetes or Dapr Go type, rejecting unknown and
+// duplicate fields: a misspelt field is an error, not a silently dropped key.
+func DecodeStrict(stream []byte) ([]Object, error) {
+	var objs []Object
+	for i, doc := range splitYAML(stream) {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		newObj, ok := kinds[meta.APIVersion+"/"+meta.Kind]
+		if !ok {
+			return nil, fmt.Errorf("document %d: %s %s is not a kind this validator knows", i, meta.APIVersion, meta.Kind)
+		}
+		obj := newObj()
+		if err := UnmarshalStrict(doc, obj); err != nil {
+			return nil, fmt.Errorf("document %d (%s %s): %w", i, meta.Kind, nameOf(doc), err)
+		}
+		name := ""
+		if m, ok := obj.(metav1.Object); ok {
+			name = m.GetName()
+		}
+		objs = append(objs, Object{Kind: meta.Kind, Name: name, Obj: obj})
+	}
+	return objs, nil
+}
+
+// UnmarshalStrict decodes YAML as the Kubernetes API server decodes JSON:
+// field names case-sensitive (encoding/json alone would take runAsNonroot
+// for runAsNonRoot), unknown and duplicate fields are errors.
+func UnmarshalStrict(doc []byte, obj any) error {
+	raw, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(raw, obj)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
+func nameOf(doc []byte) string {
+	var m metav1.PartialObjectMetadata
+	_ = yaml.Unmarshal(doc, &m)
+	return m.Name
+}
+
+func splitYAML(stream []byte) [][]byte {
+	var docs [][]byte
+	for _, part := range bytes.Split(stream, []byte("\n---\n")) {
+		if len(bytes.TrimSpace(bytes.TrimPrefix(part, []byte("---\n")))) > 0 {
+			docs = append(docs, part)
+		}
+	}
+	return docs
+}
+
+// CheckKube checks a rendered overlay: every app make up runs is a Dapr
+// Deployment with the same app id and port, probes, hardening, metrics
+// annotations; what the annotations and targets name exists; wasm says
+// whether the overlay runs the services under WasmEdge.
+func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
+	var errs problems
+	byKind := map[string]map[string]any{}
+	for _, o := range objs {
+		if byKind[o.Kind] == nil {
+			byKind[o.Kind] = map[string]any{}
+		}
+		if _, dup := byKind[o.Kind][o.Name]; dup {
+			errs.add("%s %s rendered twice", o.Kind, o.Name)
+		}
+		byKind[o.Kind][o.Name] = o.Obj
+	}
+	has := func(kind, name string) bool { _, ok := byKind[kind][name]; return ok }
+
+	want := ByAppID(makeUp)
+	seen := map[string]bool{}
+	deployments := map[string]*appsv1.Deployment{}
+	for name, o := range byKind["Deployment"] {
+		d := o.(*appsv1.Deployment)
+		deployments[name] = d
+		checkPodSpec(&errs, "Deployment "+name, &d.Spec.Template.Spec)
+		ann := d.Spec.Template.Annotations
+		if ann["dapr.io/enabled"] != "true" {
+			continue
+		}
+		id := ann["dapr.io/app-id"]
+		mu, ok := want[id]
+		if !ok {
+			errs.add("Deployment %s: dapr.io/app-id %q is not an app make up runs", name, id)
+			continue
+		}
+		seen[id] = true
+		port := strconv.Itoa(mu.AppPort)
+		for k, v := range map[string]string{
+			"dapr.io/app-port": port, "dapr.io/app-protocol": "http", "dapr.io/enable-metrics": "true",
+			"dapr.io/max-body-size": flagOf(mu, "--max-body-size"), "dapr.io/log-level": flagOf(mu, "--log-level"),
+			"dapr.io/graceful-shutdown-seconds": flagOf(mu, "--dapr-graceful-shutdown-seconds"),
+			"prometheus.io/scrape":              "true", "prometheus.io/port": port, "prometheus.io/path": "/metrics",
+		} {
+			if ann[k] != v {
+				errs.add("Deployment %s: annotation %s %q, want %q", name, k, ann[k], v)
+			}
+		}
+		for _, k := range []string{"dapr.io/sidecar-cpu-request", "dapr.io/sidecar-memory-request", "dapr.io/sidecar-cpu-limit", "dapr.io/sidecar-memory-limit", "dapr.io/metrics-port"} {
+			if ann[k] == "" {
+				errs.add("Deployment %s: no %s annotation", name, k)
+			}
+		}
+		if c := ann["dapr.io/config"]; !has("Configuration", c) {
+			errs.add("Deployment %s: dapr.io/config %q is not a rendered Configuration", name, c)
+		}
+		if s := ann["dapr.io/api-token-secret"]; !has("Secret", s) {
+			errs.add("Deployment %s: dapr.io/api-token-secret %q is not a rendered Secret", name, s)
+		}
+		if len(d.Spec.Template.Spec.Containers) != 1 {
+			errs.add("Deployment %s: one app container expected (daprd is injected)", name)
+			continue
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != int32(mu.AppPort) {
+			errs.add("Deployment %s: container port is not %d", name, mu.AppPort)
+		}
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && !has("Secret", e.ValueFrom.SecretKeyRef.Name) {
+				errs.add("Deployment %s: env %s reads Secret %s, which is not rendered", name, e.Name, e.ValueFrom.SecretKeyRef.Name)
+			}
+		}
+		if env["APP_PORT"] != port || env["APP_HOST"] != "0.0.0.0" {
+			errs.add("Deployment %s: APP_PORT/APP_HOST %q/%q, want %s/0.0.0.0 (probes and Prometheus come from outside the pod)", name, env["APP_PORT"], env["APP_HOST"], port)
+		}
+		probe := func(what string, p *corev1.Probe, path string) {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path {
+				errs.add("Deployment %s: %s probe must GET %s", name, what, path)
+			}
+		}
+		probe("liveness", c.LivenessProbe, "/healthz")
+		probe("readiness", c.ReadinessProbe, "/readyz")
+		if wasm {
+			if rc := d.Spec.Template.Spec.RuntimeClassName; rc == nil || !has("RuntimeClass", *rc) {
+				errs.add("Deployment %s: not on a rendered RuntimeClass (WasmEdge overlay)", name)
+			}
+			if !strings.HasSuffix(c.Image, "-wasm") {
+				errs.add("Deployment %s: image %s is not a -wasm image", name, c.Image)
+			}
+		} else if d.Spec.Template.Spec.RuntimeClassName != nil {
+			errs.add("Deployment %s: runtimeClassName set outside the WasmEdge overlay", name)
+		}
+	}
+	for id := range want {
+		if !seen[id] {
+			errs.add("no Dapr-enabled Deployment for %s", id)
+		}
+	}
+	for name, o := range byKind["StatefulSet"] {
+		checkPodSpec(&errs, "StatefulSet "+name, &o.(*appsv1.StatefulSet).Spec.Template.Spec)
+	}
+	jobs := 0
+	for name, o := range byKind["Job"] {
+		j := o.(*batchv1.Job)
+		checkPodSpec(&errs, "Job "+name, &j.Spec.Template.Spec)
+		for _, c := range j.Spec.Template.Spec.Containers {
+			if strings.Contains(c.Image, "migrate") {
+				jobs++
+			}
+		}
+	}
+	if jobs == 0 {
+		errs.add("no migration Job")
+	}
+
+	// Autoscalers and disruption budgets cover the image services and
+	// point at Deployments that exist.
+	scaled := map[string]bool{}
+	for name, o := range byKind["HorizontalPodAutoscaler"] {
+		h := o.(*autoscalingv2.HorizontalPodAutoscaler)
+		if h.Spec.ScaleTargetRef.Kind != "Deployment" || deployments[h.Spec.ScaleTargetRef.Name] == nil {
+			errs.add("HorizontalPodAutoscaler %s: target %s %s is not rendered", name, h.Spec.ScaleTargetRef.Kind, h.Spec.ScaleTargetRef.Name)
+			continue
+		}
+		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 {
+			errs.add("HorizontalPodAutoscaler %s: minReplicas below 2 leaves no replica during a rollout", name)
+		}
+		scaled[deployments[h.Spec.ScaleTargetRef.Name].Spec.Template.Annotations["dapr.io/app-id"]] = true
+	}
+	budgeted := map[string]bool{}
+	for name, o := range byKind["PodDisruptionBudget"] {
+		p := o.(*policyv1.PodDisruptionBudget)
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		if err != nil {
+			errs.add("PodDisruptionBudget %s: %v", name, err)
+			continue
+		}
+		matched := false
+		for _, d := range deployments {
+			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				matched = true
+				budgeted[d.Spec.Template.Annotations["dapr.io/app-id"]] = true
+			}
+		}
+		if !matched {
+			errs.add("PodDisruptionBudget %s selects no Deployment", name)
+		}
+	}
+	for _, id := range []string{"image-api-grayscale", "image-api-classify"} {
+		if !scaled[id] {
+			errs.add("no HorizontalPodAutoscaler for %s", id)
+		}
+		if !budgeted[id] {
+			errs.add("no PodDisruptionBudget for %s", id)
+		}
+	}
+	for name, o := range byKind["Service"] {
+		s := o.(*corev1.Service)
+		sel := labels.SelectorFromSet(s.Spec.Selector)
+		matched := false
+		for _, d := range deployments {
+			matched = matched || sel.Matches(labels.Set(d.Spec.Template.Labels))
+		}
+		for _, ss := range byKind["StatefulSet"] {
+			matched = matched || sel.Matches(labels.Set(ss.(*appsv1.StatefulSet).Spec.Template.Labels))
+		}
+		if !matched {
+			errs.add("Service %s selects no workload", name)
+		}
+	}
+
+	checkDaprResources(&errs, byKind)
+	if len(byKind["NetworkPolicy"]) == 0 {
+		errs.add("no NetworkPolicy")
+	}
+	if wasm && len(byKind["RuntimeClass"]) == 0 {
+		errs.add("the WasmEdge overlay renders no RuntimeClass")
+	}
+	return errs
+}
+
+func flagOf(mu Sidecar, flag string) string {
+	f, _ := Flags(mu.Args)
+	return f[flag]
+}
+
+// checkPodSpec: non-root, read-only root, no privilege escalation, all
+// capabilities dropped, resource limits, for every container.
+func checkPodSpec(errs *problems, what string, spec *corev1.PodSpec) {
+	podNonRoot := spec.SecurityContext != nil && spec.SecurityContext.RunAsNonRoot != nil && *spec.SecurityContext.RunAsNonRoot
+	all := append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...)
+	for _, c := range all {
+		sc := c.SecurityContext
+		if sc == nil {
+			errs.add("%s: container %s has no securityContext", what, c.Name)
+			continue
+		}
+		if !podNonRoot && (sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot) {
+			errs.add("%s: container %s may run as root", what, c.Name)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			errs.add("%s: container %s has a writable root filesystem", what, c.Name)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			errs.add("%s: container %s allows privilege escalation", what, c.Name)
+		}
+		if sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+			errs.add("%s: container %s does not drop ALL capabilities", what, c.Name)
+		}
+		if c.Resources.Limits.Memory().IsZero() || c.Resources.Limits.Cpu().IsZero() {
+			errs.add("%s: container %s has no CPU and memory limits", what, c.Name)
+		}
+		if !strings.Contains(c.Image, ":") && !strings.HasPrefix(c.Image, "dapr-wasm-stack/") {
+			errs.add("%s: container %s image %s is not pinned", what, c.Name, c.Image)
+		}
+	}
+}
+
+// checkDaprResources: the state store shares keys across replicas, the
+// secret store is Kubernetes', tracing goes to a rendered Zipkin Service,
+// and the events call has a timeout, a retry and a circuit breaker.
+func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
+	stores := map[string]bool{}
+	for name, o := range byKind["Component"] {
+		c := o.(*componentsapi.Component)
+		stores[c.Spec.Type] = true
+		if c.Spec.Type == "state.redis" {
+			prefix := ""
+			for _, m := range c.Spec.Metadata {
+				if m.Name == "keyPrefix" {
+					prefix = m.Value.String()
+				}
+			}
+			if prefix != "appid" {
+				errs.add("Component %s: keyPrefix %q, want appid (replicas of an app share its keys)", name, prefix)
+			}
+		}
+	}
+	for _, t := range []string{"state.redis", "secretstores.kubernetes"} {
+		if !stores[t] {
+			errs.add("no %s Component", t)
+		}
+	}
+	configs := 0
+	for name, o := range byKind["Configuration"] {
+		configs++
+		c := o.(*configurationapi.Configuration)
+		if c.Spec.TracingSpec == nil || c.Spec.TracingSpec.Zipkin == nil {
+			errs.add("Configuration %s: no Zipkin tracing", name)
+			continue
+		}
+		host := strings.Split(strings.TrimPrefix(c.Spec.TracingSpec.Zipkin.EndpointAddresss, "http://"), ".")[0]
+		if _, ok := byKind["Service"][host]; !ok {
+			errs.add("Configuration %s: Zipkin endpoint %s names no rendered Service", name, c.Spec.TracingSpec.Zipkin.EndpointAddresss)
+		}
+	}
+	if configs == 0 {
+		errs.add("no Dapr Configuration")
+	}
+	breaker := false
+	for name, o := range byKind["Resiliency"] {
+		r := o.(*resiliencyapi.Resiliency)
+		p := r.Spec.Policies
+		for app, t := range r.Spec.Targets.Apps {
+			for what, ref := range map[string]string{"timeout": t.Timeout, "retry": t.Retry, "circuitBreaker": t.CircuitBreaker} {
+				_, okT := p.Timeouts[ref]
+				_, okR := p.Retries[ref]
+				_, okC := p.CircuitBreakers[ref]
+				if ref != "" && !okT && !okR && !okC {
+					errs.add("Resiliency %s: %s %s names no policy %q", name, app, what, ref)
+				}
+			}
+			if app == "events-service" && t.CircuitBreaker != "" && t.Timeout != "" && t.Retry != "" {
+				breaker = true
+			}
+		}
+		names := make([]string, 0, len(p.Retries))
+		for k := range p.Retries {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			if pol := p.Retries[k].Policy; pol != "exponential" && pol != "constant" {
+				errs.add("Resiliency %s: retry %s policy %q", name, k, pol)
+			}
+		}
+	}
+	if !breaker {
+		errs.add("no Resiliency with a timeout, retry and circuit breaker on the events-service call")
+	}
+}
