@@ -9,3 +9,4 @@ mod image_input;
 mod migrations;
 mod runtimes;
 mod support;
+mod web;

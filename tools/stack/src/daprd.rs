@@ -94,6 +94,10 @@ impl Sidecar {
         Ok(())
     }
 
+    pub fn ports(&self) -> SidecarPorts {
+        self.spec.ports
+    }
+
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.spec.ports.http)
     }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod daprd;
 pub mod mariadb;
+pub mod nginx;
 pub mod paths;
 pub mod process;
 pub mod redis;
@@ -19,7 +20,7 @@ pub use client::{HttpClient, Reply};
 pub use hyper::Method;
 pub use process::Mode;
 pub use service::{Runtime, Service};
-pub use stack::{Stack, StackOptions};
+pub use stack::{Stack, StackOptions, WebOptions};
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -4,6 +4,7 @@
 use crate::client::HttpClient;
 use crate::daprd::{Sidecar, SidecarPorts, SidecarSpec};
 use crate::mariadb::MariaDb;
+use crate::nginx::{Nginx, NginxSpec};
 use crate::process::{Mode, Proc};
 use crate::redis::Redis;
 use crate::service::{Runtime, Service};
@@ -35,6 +36,24 @@ pub struct StackOptions {
     /// Extra settings for every service (e.g. smaller limits in a test).
     pub service_env: Vec<(String, String)>,
     pub log_level: String,
+    /// The web front (nginx) in front of the sidecars, when asked for.
+    pub web: Option<WebOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// `None`: a free port.
+    pub port: Option<u16>,
+    /// The Zipkin the page links trace ids to.
+    pub zipkin_url: String,
+}
+
+impl WebOptions {
+    /// `ZIPKIN_URL` from the environment, else Zipkin's default port here.
+    pub fn new(port: Option<u16>) -> Self {
+        let zipkin_url = std::env::var("ZIPKIN_URL").ok().filter(|v| !v.is_empty());
+        Self { port, zipkin_url: zipkin_url.unwrap_or_else(|| crate::nginx::DEFAULT_ZIPKIN_URL.into()) }
+    }
 }
 
 impl StackOptions {
@@ -53,7 +72,14 @@ impl StackOptions {
             redis_port: crate::free_port(),
             service_env: Vec::new(),
             log_level: "info".into(),
+            web: None,
         }
+    }
+
+    /// Adds the web front on a free port (needs all three services).
+    pub fn with_web(mut self) -> Self {
+        self.web = Some(WebOptions::new(None));
+        self
     }
 
     pub fn with_env(mut self, name: &str, value: &str) -> Self {
@@ -170,6 +196,8 @@ pub struct Stack {
     pub services: Vec<RunningService>,
     pub client: HttpClient,
     pub runtime: Runtime,
+    /// Present when the options asked for the web front.
+    pub web: Option<Nginx>,
 }
 
 static SHARED_MARIADB: OnceCell<Arc<Mutex<MariaDb>>> = OnceCell::const_new();
@@ -272,6 +300,10 @@ impl Stack {
         for s in &mut services {
             s.wait_ready(STARTUP).await?;
         }
+        let web = match &opts.web {
+            Some(web) => Some(start_web(&dir, web, &services, &opts.service_env, pid_file("nginx")).await?),
+            None => None,
+        };
         Ok(Stack {
             dir,
             redis,
@@ -280,7 +312,13 @@ impl Stack {
             services,
             client: HttpClient::default(),
             runtime: opts.runtime,
+            web,
         })
+    }
+
+    /// The web front; panics when the stack was started without it.
+    pub fn web(&self) -> &Nginx {
+        self.web.as_ref().unwrap_or_else(|| panic!("this stack has no web front (StackOptions::with_web)"))
     }
 
     pub fn service(&self, service: Service) -> &RunningService {
@@ -305,4 +343,29 @@ impl Stack {
     {
         wait_until(what, timeout, f).await
     }
+}
+
+/// nginx in front of the sidecars, its body limit the services' own.
+async fn start_web(dir: &Path, web: &WebOptions, services: &[RunningService], env: &[(String, String)], mode: Mode) -> Result<Nginx, Error> {
+    let sidecar = |service: Service| {
+        services
+            .iter()
+            .find(|s| s.service == service)
+            .map(|s| format!("127.0.0.1:{}", s.sidecar.ports().http))
+            .ok_or_else(|| Error::msg(format!("the web front needs {} in the stack", service.app_id())))
+    };
+    let max_body_bytes = match env.iter().rev().find(|(k, _)| k == "MAX_BODY_BYTES") {
+        Some((_, v)) => v.parse().map_err(|_| Error::msg(format!("MAX_BODY_BYTES={v:?} is not a number")))?,
+        None => crate::nginx::DEFAULT_MAX_BODY,
+    };
+    let spec = NginxSpec {
+        port: web.port.unwrap_or_else(crate::free_port),
+        web_root: crate::nginx::static_dir(),
+        grayscale_dapr: sidecar(Service::Grayscale)?,
+        classify_dapr: sidecar(Service::Classify)?,
+        events_dapr: sidecar(Service::Events)?,
+        zipkin_url: web.zipkin_url.clone(),
+        max_body_bytes,
+    };
+    Nginx::start(&dir.join("nginx"), &spec, mode).await
 }
