@@ -13,7 +13,7 @@
   const $ = (id) => document.getElementById(id);
   const ui = {
     file: $('file'), drop: $('dropzone'), message: $('message'), ratelimit: $('ratelimit'),
-    results: $('results'), resultStatus: $('result-status'), original: $('original'), gray: $('gray'),
+    results: $('results'), images: $('images'), resultStatus: $('result-status'), original: $('original'), gray: $('gray'),
     classification: $('classification'), label: $('label'), confidence: $('confidence'), top5: $('top5'),
     requests: document.querySelector('#requests tbody'),
     events: document.querySelector('#events tbody'), eventsStatus: $('events-status'),
@@ -176,6 +176,8 @@
     a.setAttribute('aria-label', `Trace ${traceId} of the ${op} request in Zipkin`);
     td.appendChild(a);
     tr.appendChild(td);
+    const empty = ui.requests.querySelector('tr.empty');
+    if (empty) empty.remove();
     ui.requests.prepend(tr);
     while (ui.requests.rows.length > MAX_REQUEST_ROWS) ui.requests.deleteRow(-1);
   }
@@ -212,6 +214,7 @@
     if (grayUrl) URL.revokeObjectURL(grayUrl);
     grayUrl = null;
     originalUrl = URL.createObjectURL(file);
+    ui.images.hidden = false;
     ui.original.hidden = false;
     ui.original.src = originalUrl;
     ui.gray.hidden = true;

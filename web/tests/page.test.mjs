@@ -76,7 +76,7 @@ async function grayPixels(page) {
     ctx.drawImage(img, 0, 0);
     const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
     let notGray = 0;
-    let distinct = new Set();
+    const distinct = new Set();
     for (let i = 0; i < data.length; i += 4) {
       if (data[i] !== data[i + 1] || data[i] !== data[i + 2]) notGray += 1;
       distinct.add(data[i]);
