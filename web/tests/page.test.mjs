@@ -105,6 +105,13 @@ async function main() {
     // checks below still pass. (Refused requests log a console error of
     // their own: those are expected and not counted.)
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    // The traceparent each /api request carried, to check the links name
+    // the traces the page itself started.
+    const sentTraceIds = new Set();
+    page.on('request', (req) => {
+      const m = /^00-([0-9a-f]{32})-/.exec(req.headers().traceparent || '');
+      if (req.url().includes('/api/') && m) sentTraceIds.add(m[1]);
+    });
     page.on('console', (m) => {
       if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
     });
@@ -165,6 +172,7 @@ async function main() {
       assert.match(r.traceId, /^[0-9a-f]{32}$/);
       assert.doesNotMatch(r.traceId, /^0+$/);
       assert.equal(r.href, `${zipkinBase}/zipkin/traces/${r.traceId}`);
+      assert.ok(sentTraceIds.has(r.traceId), `${r.op}: the linked trace ${r.traceId} is the one the page sent`);
     }
     assert.notEqual(requests[0].traceId, requests[1].traceId, 'a fresh trace per request');
     await shot(page, '02-hotdog');
@@ -200,6 +208,27 @@ async function main() {
     await page.reload();
     assert.equal((await waitForEventCount(page, 2)).length, 2);
 
+    step('events paging: Older and Newer follow the Link header');
+    // Nine more events, sent straight to the front (a page holds ten).
+    const photo = await readFile(path.join(IMAGES_DIR, 'grace_hopper.jpg'));
+    for (let i = 0; i < 9; i += 1) {
+      const r = await fetch(`${WEB_URL}/api/grayscale`, { method: 'POST', body: photo });
+      assert.equal(r.status, 200, `extra grayscale ${i}`);
+    }
+    await page.reload();
+    const firstPage = await waitForEventCount(page, 10);
+    assert.equal(firstPage[0].id, 11, 'newest first');
+    assert.equal(await page.isEnabled('#events-older'), true, 'a full page links to the next');
+    assert.equal(await page.isEnabled('#events-newer'), false);
+    await page.focus('#events-older');
+    await page.keyboard.press('Enter');
+    const secondPage = await waitForEventCount(page, 1);
+    assert.equal(secondPage[0].id, 1);
+    assert.equal(await page.isEnabled('#events-older'), false, 'the last page');
+    await shot(page, '06-events-page-2');
+    await page.click('#events-newer');
+    assert.equal((await waitForEventCount(page, 10))[0].id, 11);
+
     step('a 429 answer: message with a Retry-After countdown, rate-limit state shown');
     // The limiter is not in the stack yet: the test answers this one request
     // itself, with the headers the limiter sends, to check how the page
@@ -214,7 +243,8 @@ async function main() {
     await page.waitForFunction(() => /try again in \d+ s/.test(document.getElementById('message').textContent));
     assert.match(await page.textContent('#message'), /429/);
     assert.match(await page.textContent('#ratelimit'), /0 of 20 requests left/);
-    await shot(page, '06-rate-limited');
+    await page.waitForFunction(() => /partly failed/.test(document.getElementById('result-status').textContent));
+    await shot(page, '07-rate-limited');
     await page.waitForFunction(() => /try again now/.test(document.getElementById('message').textContent), null, { timeout: 10_000 });
     await page.unroute('**/api/classify');
 
