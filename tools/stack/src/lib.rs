@@ -81,6 +81,23 @@ where
     }
 }
 
+/// Waits until GET `url` answers 2xx, while `running` says the process that
+/// should answer is alive (else fails at once with `exited`).
+pub async fn wait_for_http(what: &str, timeout: Duration, url: &str, mut running: impl FnMut() -> bool, exited: &str) -> Result<(), Error> {
+    let client = HttpClient::new(Duration::from_secs(2));
+    wait_until(what, timeout, || {
+        let alive = running();
+        let client = client.clone();
+        async move {
+            if !alive {
+                return Err(Error::msg(exited));
+            }
+            Ok(client.get(url).await.map(|r| r.status.is_success()).unwrap_or(false))
+        }
+    })
+    .await
+}
+
 /// A fresh id for names of databases, folders and the like.
 pub fn unique_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,9 +4,8 @@
 //! renders) and `web/nginx/nginx.conf` (the main context for an nginx of our
 //! own, run with `-p <prefix>`, everything under the stack's folder).
 
-use crate::client::HttpClient;
 use crate::process::{Mode, Proc};
-use crate::{paths, wait_until, Error};
+use crate::{paths, Error};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -121,20 +120,10 @@ impl Nginx {
             cmd.args(["-g", "master_process off;"]);
         }
         let mut proc = Proc::spawn("nginx", cmd, &log, mode)?;
-        let client = HttpClient::new(Duration::from_secs(2));
         let url = format!("http://127.0.0.1:{}/", spec.port);
         let error_log = dir.join("logs/error.log");
-        let ready = wait_until("nginx", Duration::from_secs(20), || {
-            let running = proc.is_running();
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                if !running {
-                    return Err(Error::msg("nginx exited (is nginx installed? run `make deps`)"));
-                }
-                Ok(client.get(&url).await.map(|r| r.status.is_success()).unwrap_or(false))
-            }
-        })
-        .await;
+        let exited = "nginx exited (is nginx installed? run `make deps`)";
+        let ready = crate::wait_for_http("nginx", Duration::from_secs(20), &url, || proc.is_running(), exited).await;
         if let Err(e) = ready {
             let tail = format!("{}\n{}", crate::process::tail(&log, 10), crate::process::tail(&error_log, 10));
             return Err(Error::msg(format!("{e}\n--- nginx log ---\n{tail}")));
