@@ -67,11 +67,12 @@ test: daprd
 	cargo check --release --target $(WASM_TARGET) -p image-api-classify --features wasmedge-tflite
 
 # The web front alone: nginx's config from Rust, then the page in Debian's
-# Chromium (web/tests, npm ci when web/node_modules is stale). Screenshots
+# Chromium (web/tests, npm ci when web/node_modules is stale). --workspace
+# keeps the feature set of `make test` (no rebuild). Screenshots
 # land in target/web-screenshots/.
 test-web: daprd
 	cargo build --workspace --bins
-	cargo test -p stack-tests --test e2e --no-fail-fast web:: -- --nocapture
+	cargo test --workspace --test e2e --no-fail-fast web:: -- --nocapture
 
 bench: deps
 	cargo bench -p image-api-grayscale -p image-api-classify
