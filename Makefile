@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status test bench bench-runtimes bench-observability validate-deploy
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability validate-deploy
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -21,6 +21,7 @@ help:
 	@echo "make status  show what runs, with health"
 	@echo "make test    every test, against real components started on free ports,"
 	@echo "             natively and then with the services under WasmEdge"
+	@echo "make test-web  only the web front's tests (nginx config, the page in Chromium)"
 	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
 	@echo "make validate-deploy  docker-compose.yml, deploy/kubernetes and dapr.yaml against the"
@@ -73,6 +74,14 @@ test: daprd zipkin
 	$(MAKE) --no-print-directory wasmedge
 	STACK_RUNTIME=wasmedge cargo test --workspace --test e2e --no-fail-fast
 	cargo check --release --target $(WASM_TARGET) -p image-api-classify --features wasmedge-tflite
+
+# The web front alone: nginx's config from Rust, then the page in Debian's
+# Chromium (web/tests, npm ci when web/node_modules is stale). --workspace
+# keeps the feature set of `make test` (no rebuild). Screenshots
+# land in target/web-screenshots/.
+test-web: daprd
+	cargo build --workspace --bins
+	cargo test --workspace --test e2e --no-fail-fast web:: -- --nocapture
 
 bench: deps
 	cargo bench -p image-api-grayscale -p image-api-classify

@@ -15,6 +15,8 @@ needs=(
   promtool:prometheus      # checks and unit-tests the alert rules
   java:default-jre-headless  # Zipkin (scripts/zipkin.sh)
   mvn:maven                # fetches the Zipkin jar
+  nginx:nginx              # the web front (web/nginx), `make up` and tests
+  chromium:chromium        # the browser tests drive Debian's, never a downloaded one
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -23,6 +25,8 @@ for pair in "${needs[@]}"; do
     missing+=("$pkg")
   fi
 done
+# Chromium needs a font to render the page's text in screenshots.
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 # wasi-libc has no command: zstd-sys and libz-sys need its headers for wasm32.
 [ -d /usr/include/wasm32-wasi ] || missing+=(wasi-libc)
 
@@ -50,5 +54,13 @@ fi
 # with the machine (the polyglot image has it in /usr/local/go).
 if ! command -v go >/dev/null 2>&1; then
   echo "deps: Go >= 1.24 is needed to build daprd and is not on PATH" >&2
+  exit 1
+fi
+
+# The browser tests run playwright-core (web/package-lock.json) on Node >= 20;
+# bookworm's nodejs is 18, so Node comes with the machine like Go. The e2e
+# test runs `npm ci` itself, only when web/node_modules is missing or stale.
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null || ! command -v npm >/dev/null 2>&1; then
+  echo "deps: Node >= 20 with npm is needed for the browser tests and is not on PATH" >&2
   exit 1
 fi

@@ -10,3 +10,4 @@ mod migrations;
 mod observability;
 mod runtimes;
 mod support;
+mod web;

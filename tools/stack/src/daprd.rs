@@ -1,9 +1,8 @@
 //! The Dapr sidecar beside each service: the daprd this project builds
 //! (`tools/daprd`), standalone, on 127.0.0.1 only.
 
-use crate::client::HttpClient;
 use crate::process::{Mode, Proc};
-use crate::{wait_until, Error};
+use crate::Error;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -94,6 +93,10 @@ impl Sidecar {
         Ok(())
     }
 
+    pub fn ports(&self) -> SidecarPorts {
+        self.spec.ports
+    }
+
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.spec.ports.http)
     }
@@ -109,20 +112,11 @@ impl Sidecar {
 
     /// Waits until daprd reports itself healthy, which includes its app.
     pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<(), Error> {
-        let client = HttpClient::new(Duration::from_secs(2));
         let url = format!("{}/v1.0/healthz", self.http_url());
         let name = format!("daprd {}", self.spec.app_id);
-        let result = wait_until(&name, timeout, || {
-            let running = self.proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                if !running {
-                    return Err(Error::msg("daprd exited"));
-                }
-                Ok(client.get(&url).await.map(|r| r.status.is_success()).unwrap_or(false))
-            }
-        })
-        .await;
+        let proc = &mut self.proc;
+        let running = || proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
+        let result = crate::wait_for_http(&name, timeout, &url, running, "daprd exited").await;
         result.map_err(|e| Error::msg(format!("{e}\n--- {name} log ---\n{}", crate::process::tail(&self.log, 25))))
     }
 

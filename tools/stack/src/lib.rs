@@ -8,6 +8,7 @@
 pub mod client;
 pub mod daprd;
 pub mod mariadb;
+pub mod nginx;
 pub mod paths;
 pub mod process;
 pub mod prometheus;
@@ -21,7 +22,7 @@ pub use client::{HttpClient, Reply};
 pub use hyper::Method;
 pub use process::Mode;
 pub use service::{Runtime, Service};
-pub use stack::{Stack, StackOptions, Tracing};
+pub use stack::{Stack, StackOptions, Tracing, WebOptions};
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -80,6 +81,23 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until GET `url` answers 2xx, while `running` says the process that
+/// should answer is alive (else fails at once with `exited`).
+pub async fn wait_for_http(what: &str, timeout: Duration, url: &str, mut running: impl FnMut() -> bool, exited: &str) -> Result<(), Error> {
+    let client = HttpClient::new(Duration::from_secs(2));
+    wait_until(what, timeout, || {
+        let alive = running();
+        let client = client.clone();
+        async move {
+            if !alive {
+                return Err(Error::msg(exited));
+            }
+            Ok(client.get(url).await.map(|r| r.status.is_success()).unwrap_or(false))
+        }
+    })
+    .await
 }
 
 /// A fresh id for names of databases, folders and the like.

@@ -5,7 +5,8 @@
 //! first); `.stack/runtime` records which runtime is up.
 
 use stack::process::{pid_alive, pid_exe, read_pid_file, signal};
-use stack::{paths, HttpClient, Mode, Runtime, Service, Stack, StackOptions};
+use stack::nginx::WEB_PORT;
+use stack::{paths, HttpClient, Mode, Runtime, Service, Stack, StackOptions, WebOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -47,8 +48,10 @@ fn live_pid(pid_file: &Path) -> Option<u32> {
     // A binary rebuilt while it runs shows as "<name> (deleted)".
     let exe = pid_exe(pid)?.file_name()?.to_str()?.trim_end_matches(" (deleted)").to_owned();
     // Debian's redis-server is a link to redis-check-rdb.
-    let ours = ["mariadbd", "redis-server", "redis-check-rdb", "daprd", "java", "prometheus", "grafana", "grafana-server"]
-        .contains(&exe.as_str())
+    let ours = [
+        "mariadbd", "redis-server", "redis-check-rdb", "daprd", "nginx", "java", "prometheus", "grafana", "grafana-server",
+    ]
+    .contains(&exe.as_str())
         || Service::ALL.iter().any(|s| s.binary() == exe)
         || exe.starts_with("wasmedge");
     ours.then_some(pid)
@@ -120,6 +123,9 @@ async fn status(dir: &Path) -> bool {
         let healthy = client.get(&format!("{sidecar}/v1.0/healthz")).await.map(|r| r.status.is_success()).ok();
         all_up &= line(&format!("daprd-{}", s.app_id()), sidecar, Some(healthy.unwrap_or(false)), "-");
     }
+    let web = format!("http://127.0.0.1:{WEB_PORT}");
+    let healthy = client.get(&format!("{web}/")).await.map(|r| r.status.is_success()).ok();
+    all_up &= line("nginx", web, Some(healthy.unwrap_or(false)), "-");
     all_up
 }
 
@@ -150,6 +156,7 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
         log_level: UP_LOG_LEVEL.into(),
         tracing: stack::Tracing::OwnZipkin { port: ZIPKIN_PORT },
         prometheus_port: Some(PROMETHEUS_PORT),
+        web: Some(WebOptions::new(Some(WEB_PORT))),
     };
     let started = Instant::now();
     let stack = Stack::start(opts).await.map_err(|e| e.to_string())?;
@@ -160,7 +167,8 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
     println!("the stack is up in {:.1} s\n", started.elapsed().as_secs_f64());
     status(dir).await;
     println!(
-        "\nlogs:  {0}/logs/ (one file per service and sidecar), {0}/mariadb/mariadb.log, {0}/redis/redis.log\n\
+        "\nlogs:  {0}/logs/ (one file per service and sidecar), {0}/mariadb/mariadb.log, {0}/redis/redis.log, {0}/nginx/logs/\n\
+         page:  http://127.0.0.1:{WEB_PORT}/ (after the /init below)\n\
          look:  Zipkin http://127.0.0.1:{ZIPKIN_PORT}/zipkin/  Prometheus http://127.0.0.1:{PROMETHEUS_PORT}/  metrics: GET /metrics on every app\n\
          try:   curl http://localhost:9007/init\n       \
          curl http://localhost:9005/grayscale -X POST --data-binary '@../shared/images/hot_dog.jpg'\n\

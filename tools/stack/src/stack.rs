@@ -4,6 +4,7 @@
 use crate::client::HttpClient;
 use crate::daprd::{Sidecar, SidecarPorts, SidecarSpec};
 use crate::mariadb::MariaDb;
+use crate::nginx::{Nginx, NginxSpec};
 use crate::process::{Mode, Proc};
 use crate::prometheus::{Prometheus, Target};
 use crate::zipkin::Zipkin;
@@ -52,6 +53,24 @@ pub struct StackOptions {
     pub tracing: Tracing,
     /// A Prometheus scraping this stack, on this port.
     pub prometheus_port: Option<u16>,
+    /// The web front (nginx) in front of the sidecars, when asked for.
+    pub web: Option<WebOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// `None`: a free port.
+    pub port: Option<u16>,
+    /// The Zipkin the page links trace ids to.
+    pub zipkin_url: String,
+}
+
+impl WebOptions {
+    /// `ZIPKIN_URL` from the environment, else Zipkin's default port here.
+    pub fn new(port: Option<u16>) -> Self {
+        let zipkin_url = std::env::var("ZIPKIN_URL").ok().filter(|v| !v.is_empty());
+        Self { port, zipkin_url: zipkin_url.unwrap_or_else(|| crate::nginx::DEFAULT_ZIPKIN_URL.into()) }
+    }
 }
 
 impl StackOptions {
@@ -72,6 +91,7 @@ impl StackOptions {
             log_level: "info".into(),
             tracing: Tracing::Off,
             prometheus_port: None,
+            web: None,
         }
     }
 
@@ -84,6 +104,12 @@ impl StackOptions {
     /// A Prometheus of this stack's own, on a free port.
     pub fn with_prometheus(mut self) -> Self {
         self.prometheus_port = Some(crate::free_port());
+        self
+    }
+
+    /// Adds the web front on a free port (needs all three services).
+    pub fn with_web(mut self) -> Self {
+        self.web = Some(WebOptions::new(None));
         self
     }
 
@@ -204,6 +230,8 @@ pub struct Stack {
     /// Where spans go, when the stack exports them.
     pub zipkin: Option<Arc<Zipkin>>,
     pub prometheus: Option<Prometheus>,
+    /// Present when the options asked for the web front.
+    pub web: Option<Nginx>,
 }
 
 static SHARED_MARIADB: OnceCell<Arc<Mutex<MariaDb>>> = OnceCell::const_new();
@@ -363,6 +391,17 @@ impl Stack {
                 Some(Prometheus::start(&dir.join("prometheus"), port, &targets, pid_file("prometheus")).await?)
             }
         };
+        let web = match &opts.web {
+            Some(web) => {
+                // The page links each trace id to this stack's Zipkin, when it has one.
+                let mut web = web.clone();
+                if let Some(z) = &zipkin {
+                    web.zipkin_url = z.url("");
+                }
+                Some(start_web(&dir, &web, &services, &opts.service_env, pid_file("nginx")).await?)
+            }
+            None => None,
+        };
         Ok(Stack {
             zipkin,
             prometheus,
@@ -373,7 +412,13 @@ impl Stack {
             services,
             client: HttpClient::default(),
             runtime: opts.runtime,
+            web,
         })
+    }
+
+    /// The web front; panics when the stack was started without it.
+    pub fn web(&self) -> &Nginx {
+        self.web.as_ref().unwrap_or_else(|| panic!("this stack has no web front (StackOptions::with_web)"))
     }
 
     pub fn service(&self, service: Service) -> &RunningService {
@@ -398,4 +443,29 @@ impl Stack {
     {
         wait_until(what, timeout, f).await
     }
+}
+
+/// nginx in front of the sidecars, its body limit the services' own.
+async fn start_web(dir: &Path, web: &WebOptions, services: &[RunningService], env: &[(String, String)], mode: Mode) -> Result<Nginx, Error> {
+    let sidecar = |service: Service| {
+        services
+            .iter()
+            .find(|s| s.service == service)
+            .map(|s| format!("127.0.0.1:{}", s.sidecar.ports().http))
+            .ok_or_else(|| Error::msg(format!("the web front needs {} in the stack", service.app_id())))
+    };
+    let max_body_bytes = match env.iter().rev().find(|(k, _)| k == "MAX_BODY_BYTES") {
+        Some((_, v)) => v.parse().map_err(|_| Error::msg(format!("MAX_BODY_BYTES={v:?} is not a number")))?,
+        None => crate::nginx::DEFAULT_MAX_BODY,
+    };
+    let spec = NginxSpec {
+        port: web.port.unwrap_or_else(crate::free_port),
+        web_root: crate::nginx::static_dir(),
+        grayscale_dapr: sidecar(Service::Grayscale)?,
+        classify_dapr: sidecar(Service::Classify)?,
+        events_dapr: sidecar(Service::Events)?,
+        zipkin_url: web.zipkin_url.clone(),
+        max_body_bytes,
+    };
+    Nginx::start(&dir.join("nginx"), &spec, mode).await
 }
