@@ -627,7 +627,9 @@ func checkWebFront(errs *problems, p *types.Project, sidecars map[string]compose
 			errs.add("web: %s should be %s (the %s sidecar's HTTP API)", envName, wantAddr, id)
 		}
 	}
-	if v := web.Environment["ZIPKIN_URL"]; v == nil || *v != "http://zipkin:9411" {
-		errs.add("web: ZIPKIN_URL should be http://zipkin:9411")
+	// The page's trace links are opened by the user's browser, on the host:
+	// Zipkin as published there, not its name inside the compose network.
+	if v := web.Environment["ZIPKIN_URL"]; v == nil || *v != "http://127.0.0.1:9411" {
+		errs.add("web: ZIPKIN_URL should be http://127.0.0.1:9411 (where the browser reaches Zipkin)")
 	}
 }
