@@ -8,6 +8,7 @@ mod flow;
 mod image_input;
 mod migrations;
 mod observability;
+mod recording;
 mod runtimes;
 mod support;
 mod web;

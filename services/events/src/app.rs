@@ -2,7 +2,7 @@
 //! never from this process's environment.
 
 use crate::migrate::{self, Migrator, RunOptions};
-use crate::store::{DbSettings, EventStore, NewEvent};
+use crate::store::{DbSettings, EventStore, Inserted, NewEvent};
 use kit::app::App;
 use kit::config::{self, DaprConfig, ServerConfig, Source};
 use kit::dapr::DaprClient;
@@ -153,8 +153,11 @@ fn migrate_error(e: migrate::MigrateError) -> ApiError {
 async fn create_event(state: Arc<State>, req: Req) -> http::HandlerResult {
     let event: NewEvent = req.json()?;
     event.validate()?;
-    let id = state.store.insert(&event).await?;
-    http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id }))
+    // A retry of a stored event answers like the first time, flagged.
+    match state.store.insert(&event).await? {
+        Inserted::New(id) => http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id })),
+        Inserted::Existing(id) => http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id, "duplicate": true })),
+    }
 }
 
 async fn events(state: Arc<State>, req: Req) -> http::HandlerResult {

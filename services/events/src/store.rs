@@ -24,6 +24,11 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
+    /// The caller's id for this event (a UUID): sending it again is safe,
+    /// the second create_event finds the first row. Optional, as in the
+    /// original template's body.
+    #[serde(default)]
+    pub event_id: Option<String>,
     pub event_ts: i64,
     pub op_type: String,
     pub input_size: u64,
@@ -46,18 +51,45 @@ impl NewEvent {
         if self.input_size > u64::from(u32::MAX) {
             return invalid(format!("input_size {} is too large", self.input_size));
         }
+        if let Some(id) = &self.event_id {
+            if !is_uuid(id) {
+                return invalid(format!("event_id {id:?} is not a UUID (8-4-4-4-12 lower-case hex digits)"));
+            }
+        }
         Ok(())
     }
 }
 
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lower-case hex: what the column holds.
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New(u64),
+    /// The event id was stored already, with the same content: that row.
+    Existing(u64),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("event_id {0} is already stored with different content")]
+    IdConflict(String),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("the events table does not exist yet: call GET /init (or run `migrate up`)")]
     NotMigrated,
     #[error("database query failed: {0}")]
     Query(String),
+    /// A unique key refused the row (handled inside the store).
+    #[error("duplicate key")]
+    Duplicate,
 }
 
 impl From<StoreError> for ApiError {
@@ -65,7 +97,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(_) => ApiError::unavailable("database_unavailable", e.to_string()),
             StoreError::NotMigrated => ApiError::unavailable("schema_not_migrated", e.to_string()),
-            StoreError::Query(_) => ApiError::internal(e.to_string()),
+            StoreError::Query(_) | StoreError::Duplicate => ApiError::internal(e.to_string()),
+            StoreError::IdConflict(_) => ApiError::new(kit::hyper::StatusCode::CONFLICT, "event_id_conflict", e.to_string()),
         }
     }
 }
@@ -84,6 +117,10 @@ const UNAVAILABLE_CODES: [u16; 6] = [
 pub fn classify(e: mysql_async::Error) -> StoreError {
     match e {
         mysql_async::Error::Server(ref s) if s.code == 1146 => StoreError::NotMigrated,
+        // ER_DUP_ENTRY: only event_id is unique besides the key.
+        mysql_async::Error::Server(ref s) if s.code == 1062 => StoreError::Duplicate,
+        // ER_BAD_FIELD_ERROR on event_id: 0002 not applied yet.
+        mysql_async::Error::Server(ref s) if s.code == 1054 => StoreError::NotMigrated,
         mysql_async::Error::Server(ref s) if UNAVAILABLE_CODES.contains(&s.code) => {
             StoreError::Unavailable(e.to_string())
         }
@@ -103,7 +140,12 @@ pub struct Statement {
 const INSERT: Statement = Statement {
     name: "INSERT image_evts",
     operation: "insert",
-    sql: "INSERT INTO image_evts (event_ts, op_type, input_size) VALUES (?, ?, ?)",
+    sql: "INSERT INTO image_evts (event_id, event_ts, op_type, input_size) VALUES (?, ?, ?, ?)",
+};
+const BY_EVENT_ID: Statement = Statement {
+    name: "SELECT image_evts by event_id",
+    operation: "select",
+    sql: "SELECT id, event_ts, op_type, input_size FROM image_evts WHERE event_id = ?",
 };
 const LIST: Statement = Statement {
     name: "SELECT image_evts",
@@ -117,6 +159,7 @@ struct StoreMetrics {
     pool_wait: HistogramVec,
     in_use: IntGauge,
     inserted: IntCounter,
+    duplicates: IntCounter,
 }
 
 fn metrics() -> &'static StoreMetrics {
@@ -134,6 +177,10 @@ fn metrics() -> &'static StoreMetrics {
         ),
         in_use: kit::metrics::gauge("db_pool_connections_in_use", "Connections running a statement now."),
         inserted: kit::metrics::counter("events_inserted_total", "Events stored."),
+        duplicates: kit::metrics::counter(
+            "events_duplicates_total",
+            "create_event calls for an event_id already stored (a retry): answered with the existing row, nothing added.",
+        ),
     })
 }
 
@@ -212,7 +259,8 @@ impl EventStore {
             Ok(_) => "ok",
             Err(StoreError::Unavailable(_)) => "unavailable",
             Err(StoreError::NotMigrated) => "not_migrated",
-            Err(StoreError::Query(_)) => "error",
+            Err(StoreError::Query(_) | StoreError::IdConflict(_)) => "error",
+            Err(StoreError::Duplicate) => "duplicate",
         };
         if outcome != "ok" {
             span.record("otel.status_code", "error");
@@ -223,13 +271,34 @@ impl EventStore {
         result
     }
 
-    pub async fn insert(&self, e: &NewEvent) -> Result<u64, StoreError> {
+    /// Stores `e` once: with an `event_id` already stored, the existing row
+    /// is the answer when it holds the same event, a conflict when not.
+    pub async fn insert(&self, e: &NewEvent) -> Result<Inserted, StoreError> {
         let mut conn = self.conn().await?;
-        self.bounded(&INSERT, conn.exec_drop(INSERT.sql, (e.event_ts, &e.op_type, e.input_size))).await?;
-        if kit::metrics::enabled() {
-            metrics().inserted.inc();
+        let params = (e.event_id.as_deref(), e.event_ts, &e.op_type, e.input_size);
+        match self.bounded(&INSERT, conn.exec_drop(INSERT.sql, params)).await {
+            Ok(()) => {
+                if kit::metrics::enabled() {
+                    metrics().inserted.inc();
+                }
+                Ok(Inserted::New(conn.last_insert_id().unwrap_or(0)))
+            }
+            Err(StoreError::Duplicate) => {
+                let id = e.event_id.clone().unwrap_or_default();
+                let row: Option<(u64, i64, String, u32)> =
+                    self.bounded(&BY_EVENT_ID, conn.exec_first(BY_EVENT_ID.sql, (&id,))).await?;
+                match row {
+                    Some((row_id, ts, op, size)) if ts == e.event_ts && op == e.op_type && u64::from(size) == e.input_size => {
+                        if kit::metrics::enabled() {
+                            metrics().duplicates.inc();
+                        }
+                        Ok(Inserted::Existing(row_id))
+                    }
+                    _ => Err(StoreError::IdConflict(id)),
+                }
+            }
+            Err(other) => Err(other),
         }
-        Ok(conn.last_insert_id().unwrap_or(0))
     }
 
     /// Newest first; `before_id` continues a previous page.
@@ -273,7 +342,7 @@ mod tests {
     use super::*;
 
     fn event(ts: i64, op: &str, size: u64) -> NewEvent {
-        NewEvent { event_ts: ts, op_type: op.into(), input_size: size }
+        NewEvent { event_id: None, event_ts: ts, op_type: op.into(), input_size: size }
     }
 
     #[test]
@@ -284,6 +353,15 @@ mod tests {
         assert!(event(1_700_000_000_000, "DROP TABLE", 10).validate().is_err());
         assert!(event(1_700_000_000_000, "a_very_long_operation_name", 10).validate().is_err());
         assert!(event(1_700_000_000_000, "classify", u64::from(u32::MAX) + 1).validate().is_err());
+    }
+
+    #[test]
+    fn event_ids_must_be_lower_case_uuids() {
+        let with_id = |id: &str| NewEvent { event_id: Some(id.into()), ..event(1_700_000_000_000, "grayscale", 10) };
+        assert!(with_id("0193a7b2-7c1e-7d3a-9f00-0123456789ab").validate().is_ok());
+        for bad in ["", "0193a7b2", "0193A7B2-7C1E-7D3A-9F00-0123456789AB", "0193a7b2-7c1e-7d3a-9f00-0123456789ab0", "0193a7b2x7c1e-7d3a-9f00-0123456789ab"] {
+            assert!(with_id(bad).validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

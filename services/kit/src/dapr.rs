@@ -202,9 +202,10 @@ impl DaprClient {
         let url = format!("{}{}", self.base, path);
         // The first word of `op` is the kind of call: a bounded metric label.
         let kind = op.split(' ').next().unwrap_or(op);
-        // A client span per call, whose context daprd continues; probes of
-        // the sidecar's health would only be noise in the traces.
-        let span = if kind == "healthz" {
+        // A client span per call, whose context daprd continues. Probes of
+        // the sidecar's health and background calls outside any request
+        // (start-up, the spool's rounds) would only be noise in the traces.
+        let span = if kind == "healthz" || tracing::Span::current().is_none() {
             tracing::Span::none()
         } else {
             tracing::info_span!("dapr", otel.name = %format!("dapr {op}"), otel.kind = "client", dapr.operation = kind, http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty)

@@ -7,6 +7,7 @@ use crate::dapr::DaprClient;
 use crate::http::{probe, Probe};
 use crate::imaging::ImageLimits;
 use crate::record::Recorder;
+use crate::spool::Spool;
 use crate::StartError;
 use tokio::net::TcpListener;
 
@@ -20,6 +21,14 @@ pub struct ImageServiceConfig {
     pub events_app_id: String,
     /// Expiry of the per-client last-request entry (`CLIENT_STATE_TTL_SECONDS`).
     pub client_ttl_seconds: u64,
+    /// Events not recorded at once wait in Dapr state (`EVENT_SPOOL`, on by
+    /// default); off, such a request fails with 503 instead.
+    pub spool: bool,
+    /// `EVENT_SPOOL_SLOTS`, `EVENT_SPOOL_MAX_PER_SLOT`: the spool's shape and bound.
+    pub spool_slots: u32,
+    pub spool_max_per_slot: usize,
+    /// How often spooled events are offered to events-service again (`EVENT_SPOOL_DRAIN_MS`).
+    pub spool_drain_interval: std::time::Duration,
 }
 
 impl ImageServiceConfig {
@@ -36,6 +45,14 @@ impl ImageServiceConfig {
             limits,
             events_app_id: config::var(src, "EVENTS_APP_ID", "events-service".to_owned())?,
             client_ttl_seconds: config::var(src, "CLIENT_STATE_TTL_SECONDS", 86_400u64)?,
+            spool: config::flag(src, "EVENT_SPOOL", true)?,
+            spool_slots: config::in_range("EVENT_SPOOL_SLOTS", config::var(src, "EVENT_SPOOL_SLOTS", 16u32)?, 1..=1024)?,
+            spool_max_per_slot: config::in_range(
+                "EVENT_SPOOL_MAX_PER_SLOT",
+                config::var(src, "EVENT_SPOOL_MAX_PER_SLOT", 1000usize)?,
+                1..=100_000,
+            )?,
+            spool_drain_interval: config::millis(src, "EVENT_SPOOL_DRAIN_MS", std::time::Duration::from_secs(2))?,
         })
     }
 }
@@ -45,8 +62,57 @@ pub async fn start(config: &ImageServiceConfig) -> Result<(TcpListener, Recorder
     let listener = crate::http::bind(&config.server).await?;
     let dapr = DaprClient::new(&config.dapr)?;
     dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
-    let recorder = Recorder::new(dapr, config.events_app_id.clone(), config.dapr.state_store.clone(), config.client_ttl_seconds);
+    let mut recorder = Recorder::new(dapr.clone(), config.events_app_id.clone(), config.dapr.state_store.clone(), config.client_ttl_seconds);
+    if config.spool {
+        let spool = Spool::new(dapr, config.dapr.state_store.clone(), config.spool_slots, config.spool_max_per_slot);
+        recorder = recorder.with_spool(spool);
+        drain_spool(recorder.clone(), config.spool_drain_interval);
+    }
     Ok((listener, recorder))
+}
+
+/// While idle, how often the spool is looked at anyway: another replica,
+/// since gone, may have left events in it.
+const SPOOL_IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Offers spooled events to events-service every `interval` while there are
+/// some (every 30 s otherwise), for as long as the service runs. Failures
+/// are logged once per outage.
+fn drain_spool(recorder: Recorder, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let Some(spool) = recorder.spool().cloned() else { return };
+        let mut failing = false;
+        let mut idle = SPOOL_IDLE_CHECK;
+        loop {
+            tokio::time::sleep(interval).await;
+            if !spool.pending() && !failing {
+                idle = idle.saturating_sub(interval);
+                if !idle.is_zero() {
+                    continue;
+                }
+            }
+            idle = SPOOL_IDLE_CHECK;
+            let deliver = |body| {
+                let recorder = recorder.clone();
+                async move { recorder.deliver(&crate::trace::TraceContext::default(), &body).await }
+            };
+            match spool.drain(deliver).await {
+                Ok((delivered, waiting)) => {
+                    if delivered > 0 {
+                        tracing::info!(delivered, waiting, "spooled events delivered");
+                    }
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("the event spool is readable again");
+                    }
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %e, "cannot drain the event spool (state store away?); retrying");
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Readiness probe: the sidecar answers.

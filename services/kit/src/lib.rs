@@ -10,6 +10,7 @@
 //! - [`trace`]: W3C trace context carried through Dapr;
 //! - [`app`]: a bound, routed service ready to run;
 //! - [`record`]: what image services record through Dapr after a success;
+//! - [`spool`]: events not recorded at once, kept in Dapr state until delivered;
 //! - [`rt`]: the few places native and WASI differ;
 //! - [`imaging`] (feature `imaging`): image intake with pixel limits.
 
@@ -25,6 +26,7 @@ pub mod image_service;
 #[cfg(feature = "imaging")]
 pub mod imaging;
 pub mod rt;
+pub mod spool;
 pub mod telemetry;
 pub mod trace;
 

@@ -1,0 +1,90 @@
+//! Nothing acknowledged is lost: events carry the caller's id, so recording
+//! is idempotent, and an image answered while events-service is away is
+//! spooled in Dapr state and recorded, once, when it is back.
+
+use crate::support::{assert_error, events, image, start, start_with};
+use stack::{Service, StackOptions};
+use std::time::Duration;
+
+#[tokio::test]
+async fn create_event_is_idempotent_by_event_id() {
+    let stack = start(&[Service::Events]).await;
+    let ev = stack.service(Service::Events);
+    let c = &stack.client;
+    let r = c.get(&ev.url("/init")).await.expect("init");
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+
+    let body = serde_json::json!({"event_id": "0193a7b2-7c1e-7d3a-9f00-0123456789ab", "event_ts": 1_700_000_000_000u64, "op_type": "grayscale", "input_size": 42});
+    let first = c.post(&ev.url("/create_event"), body.to_string()).await.expect("create");
+    assert_eq!(first.status.as_u16(), 200, "{}", first.text());
+    assert_eq!(first.json().get("duplicate"), None, "{}", first.text());
+    // The same event again (a retry): the same row, flagged, nothing added.
+    let again = c.post(&ev.invoke_url("create_event"), body.to_string()).await.expect("again");
+    assert_eq!(again.status.as_u16(), 200, "{}", again.text());
+    assert_eq!((again.json()["id"].clone(), again.json()["duplicate"].clone()), (first.json()["id"].clone(), serde_json::json!(true)));
+    assert_eq!(events(&stack).await.len(), 1);
+
+    // The same id with other content is a conflict, not a silent overwrite.
+    let mut other = body.clone();
+    other["input_size"] = serde_json::json!(43);
+    let r = c.post(&ev.url("/create_event"), other.to_string()).await.expect("conflict");
+    assert_error(&r, 409, "event_id_conflict");
+    let mut bad = body.clone();
+    bad["event_id"] = serde_json::json!("not-a-uuid");
+    let r = c.post(&ev.url("/create_event"), bad.to_string()).await.expect("bad id");
+    assert_error(&r, 400, "invalid_event");
+    // Without an id (the original template's body) it still works.
+    let plain = serde_json::json!({"event_ts": 1_700_000_000_001u64, "op_type": "classify", "input_size": 7});
+    let r = c.post(&ev.url("/create_event"), plain.to_string()).await.expect("plain");
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(events(&stack).await.len(), 2);
+}
+
+/// The counter `name{outcome}` in `metrics` text.
+fn counter(metrics: &str, name: &str, outcome: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("outcome=\"{outcome}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_image_answered_while_events_is_down_is_recorded_once_when_it_is_back() {
+    let mut stack = start_with(
+        StackOptions::test(&[Service::Events, Service::Grayscale]).with_env("EVENT_SPOOL_DRAIN_MS", "300"),
+    )
+    .await;
+    let c = stack.client.clone();
+    let r = c.get(&stack.service(Service::Events).url("/init")).await.expect("init");
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+
+    stack.service_mut(Service::Events).kill();
+    let (gray, gray_metrics) = (stack.service(Service::Grayscale).url("/grayscale"), stack.service(Service::Grayscale).url("/metrics"));
+    let mut answered = 0;
+    for _ in 0..3 {
+        let r = c.post(&gray, image("hot_dog.jpg")).await.expect("grayscale");
+        assert_eq!(r.status.as_u16(), 200, "the image work is done and answered: {}", r.text());
+        answered += 1;
+    }
+    let metrics = c.get(&gray_metrics).await.expect("metrics").text();
+    assert_eq!(counter(&metrics, "events_spool_total", "spooled"), answered, "{metrics}");
+
+    stack.service_mut(Service::Events).restart(Duration::from_secs(60)).await.expect("events back");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = events(&stack).await.len() as u64;
+        if n == answered {
+            break;
+        }
+        assert!(n < answered, "more rows than answers: {n} > {answered}");
+        assert!(std::time::Instant::now() < deadline, "after 30 s, {n} of {answered} spooled events recorded");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Further drains add nothing: one row per answered request.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(events(&stack).await.len() as u64, answered);
+    let metrics = c.get(&gray_metrics).await.expect("metrics").text();
+    assert_eq!(counter(&metrics, "events_spool_total", "delivered"), answered, "{metrics}");
+}
