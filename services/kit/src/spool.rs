@@ -85,6 +85,8 @@ fn as_list(value: Option<Value>) -> Vec<Value> {
 
 impl Spool {
     pub fn new(dapr: DaprClient, store: impl Into<String>, slots: u32, max_per_slot: usize) -> Self {
+        // Registered now, so the depth reads 0 from the start rather than nothing.
+        metrics();
         Self { dapr, store: store.into(), slots: slots.max(1), max_per_slot, pending: Default::default() }
     }
 
