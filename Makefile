@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd build wasm wasmedge up down status test bench bench-runtimes
+.PHONY: help deps daprd build wasm wasmedge up down status test bench bench-runtimes bench-loadgen
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd)"
@@ -23,6 +23,7 @@ help:
 	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
+	@echo "make bench-loadgen   loadgen beside oha: rate accuracy, p50, CPU per request"
 
 deps:
 	@scripts/deps.sh
@@ -72,3 +73,12 @@ bench: deps
 # module sizes (tests/benches/runtimes.rs; figures, no assertions).
 bench-runtimes: daprd build wasmedge
 	cargo bench -p stack-tests --bench runtimes
+
+# loadgen beside oha on a trivial endpoint, in one run (figures, no
+# assertions). oha is built once (cargo install, minutes) into .cache/oha.
+OHA := .cache/oha/bin/oha
+$(OHA):
+	cargo install oha --locked --root .cache/oha
+
+bench-loadgen: $(OHA)
+	cargo bench -p loadgen --bench vs_oha

@@ -159,6 +159,15 @@ impl EventStore {
             .collect())
     }
 
+    /// How many events are stored: what a load test compares with the
+    /// requests it saw acknowledged (one event each, none twice).
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let count: Option<u64> = self
+            .read(|mut conn| async move { conn.query_first("SELECT COUNT(*) FROM image_evts").await })
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|mut conn| async move { conn.ping().await }).await
     }
