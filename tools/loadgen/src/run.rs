@@ -107,6 +107,11 @@ fn run_info(plan: &Plan, interrupted: bool) -> RunInfo {
 /// counts from then, so waiting for an in-flight slot (when the server
 /// falls behind and the cap is reached) is latency too. Returns how many
 /// were sent.
+///
+/// The clock runs on a blocking thread with `std::thread::sleep`, not on
+/// tokio's timer: tokio rounds every deadline up to its next millisecond
+/// tick, which would add ~0.5-1 ms to every latency measured from the
+/// intended time. The requests themselves run on the runtime.
 #[allow(clippy::too_many_arguments)]
 async fn open_loop(
     timeline: &crate::schedule::Timeline,
@@ -118,30 +123,63 @@ async fn open_loop(
     mut stop: watch::Receiver<bool>,
     start: Instant,
 ) -> u64 {
-    let slots = Arc::new(Semaphore::new(max_in_flight));
-    let mut i = 0u64;
-    while let Some(at) = timeline.at(i) {
-        let intended = start + at;
-        tokio::select! {
-            _ = tokio::time::sleep_until(intended) => {}
-            _ = stop.wait_for(|stopped| *stopped) => break,
+    let (timeline, requests, client) = (*timeline, requests.clone(), client.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let clock = tokio::task::spawn_blocking(move || {
+        let slots = Arc::new(Semaphore::new(max_in_flight));
+        let start = start.into_std();
+        let mut i = 0u64;
+        while let Some(at) = timeline.at(i) {
+            let intended = start + at;
+            if !sleep_until(intended, &stop) {
+                break;
+            }
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                // The cap is reached: wait for a slot (or Ctrl-C).
+                Err(_) => {
+                    let waited = runtime.block_on(async {
+                        tokio::select! {
+                            slot = slots.clone().acquire_owned() => slot.ok(),
+                            _ = stop.wait_for(|stopped| *stopped) => None,
+                        }
+                    });
+                    match waited {
+                        Some(slot) => slot,
+                        None => break,
+                    }
+                }
+            };
+            let send_lag = intended.elapsed();
+            let planned = requests.build(i);
+            let (client, tx) = (client.clone(), tx.clone());
+            runtime.spawn(async move {
+                let outcome = send(&client, planned, Instant::from_std(intended), send_lag, timeout).await;
+                drop(slot);
+                let _ = tx.send(outcome);
+            });
+            i += 1;
         }
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot,
-            _ = stop.wait_for(|stopped| *stopped) => break,
-        };
-        let Ok(slot) = slot else { break };
-        let send_lag = intended.elapsed();
-        let planned = requests.build(i);
-        let (client, tx) = (client.clone(), tx.clone());
-        tokio::spawn(async move {
-            let outcome = send(&client, planned, intended, send_lag, timeout).await;
-            drop(slot);
-            let _ = tx.send(outcome);
-        });
-        i += 1;
+        i
+    });
+    clock.await.unwrap_or(0)
+}
+
+/// Sleeps until `deadline` (to within the OS timer's slack, tens of µs);
+/// false when stopped first.
+fn sleep_until(deadline: std::time::Instant, stop: &watch::Receiver<bool>) -> bool {
+    // Short enough that Ctrl-C is noticed at once during a slow ramp.
+    const CHECK_STOP_EVERY: Duration = Duration::from_millis(50);
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        std::thread::sleep((deadline - now).min(CHECK_STOP_EVERY));
     }
-    i
 }
 
 /// Closed loop: `concurrency` workers, each sending its next request when

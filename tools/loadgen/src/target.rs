@@ -461,7 +461,12 @@ mod tests {
     fn every_request_gets_a_fresh_valid_traceparent() {
         let (a, id_a) = new_traceparent();
         let (b, id_b) = new_traceparent();
-        assert!(kit::trace::is_valid_traceparent(&a), "{a}");
+        // version-traceid-parentid-flags, lower-case hex (W3C level 1).
+        let parts: Vec<&str> = a.split('-').collect();
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(lens, [2, 32, 16, 2], "{a}");
+        assert!(a.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{a}");
+        assert_eq!(parts[0], "00", "{a}");
         assert!(a.ends_with("-01"), "sampled: {a}");
         assert_eq!(&a[3..35], id_a);
         assert_ne!(id_a, id_b);
