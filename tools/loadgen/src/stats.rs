@@ -104,6 +104,9 @@ impl TargetStats {
     }
 }
 
+/// Latency, trace id, target, status: ordered by latency first.
+type SlowEntry = (Duration, String, Target, Option<u16>);
+
 #[derive(Debug)]
 pub struct Stats {
     latency: Histogram<u64>,
@@ -112,7 +115,8 @@ pub struct Stats {
     errors: BTreeMap<ErrorKind, u64>,
     error_samples: BTreeMap<ErrorKind, String>,
     targets: BTreeMap<Target, TargetStats>,
-    slowest: BinaryHeap<Reverse<(Duration, String, Target, Option<u16>)>>,
+    /// A min-heap of the slowest so far, so the fastest of them drops out.
+    slowest: BinaryHeap<Reverse<SlowEntry>>,
     keep_slowest: usize,
     completed: u64,
     /// Image requests that were answered 2xx: each must have recorded one
@@ -197,7 +201,7 @@ impl Stats {
     /// The figures, for a run that sent `sent` requests over `elapsed`.
     pub fn report(&self, run: RunInfo, sent: u64, elapsed: Duration, zipkin: &str) -> Report {
         let mut slowest: Vec<_> = self.slowest.iter().map(|Reverse(s)| s.clone()).collect();
-        slowest.sort_by(|a, b| b.0.cmp(&a.0));
+        slowest.sort_by_key(|s| Reverse(s.0));
         let zipkin = zipkin.trim_end_matches('/');
         let secs = elapsed.as_secs_f64();
         let errors = self.errors();
