@@ -150,10 +150,11 @@ async fn open_loop(
                     }
                 }
             };
-            let send_lag = intended.elapsed();
             let planned = requests.build(i);
             let (client, tx) = (client.clone(), tx.clone());
             runtime.spawn(async move {
+                // Taken once a worker runs it: waking one is part of the lag.
+                let send_lag = intended.elapsed();
                 let outcome = send(&client, planned, Instant::from_std(intended), send_lag, timeout).await;
                 drop(slot);
                 let _ = tx.send(outcome);
