@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability validate-deploy
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability bench-loadgen validate-deploy
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -28,6 +28,7 @@ help:
 	@echo "             compose-spec loader, the Kubernetes and Dapr types, and make up's sidecars"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
+	@echo "make bench-loadgen   loadgen beside oha: rate accuracy, p50, CPU per request"
 
 deps:
 	@scripts/deps.sh
@@ -111,3 +112,12 @@ $(KUSTOMIZE):
 validate-deploy: $(KUSTOMIZE)
 	cargo build -p stack --bin stackctl
 	cd tools/validate && STACKCTL=$(CURDIR)/target/debug/stackctl KUSTOMIZE=$(CURDIR)/$(KUSTOMIZE) go test -count=1 ./...
+
+# loadgen beside oha on a trivial endpoint, in one run (figures, no
+# assertions). oha is built once (cargo install, minutes) into .cache/oha.
+OHA := .cache/oha/bin/oha
+$(OHA):
+	cargo install oha --locked --root .cache/oha
+
+bench-loadgen: $(OHA)
+	cargo bench -p loadgen --bench vs_oha

@@ -139,3 +139,29 @@ async fn a_database_outage_is_503_and_the_service_recovers_by_itself() {
     let all = crate::support::events(&stack).await;
     assert!(all.len() >= 2, "the event before and after the outage: {all:?}");
 }
+
+#[tokio::test]
+async fn the_count_is_every_event_without_paging() {
+    let stack = start(&[Service::Events]).await;
+    let ev = stack.service(Service::Events);
+    let c = &stack.client;
+    let r = c.get(&ev.url("/events/count")).await.expect("count before init");
+    assert_error(&r, 503, "schema_not_migrated");
+    c.get(&ev.url("/init")).await.expect("init");
+    let count = |url: String| async move {
+        let r = c.get(&url).await.expect("count");
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        r.json()["count"].as_u64().expect("count is a number")
+    };
+    assert_eq!(count(ev.url("/events/count")).await, 0);
+    for i in 0..3u64 {
+        let body = serde_json::json!({"event_ts": 1_700_000_000_000u64 + i, "op_type": "classify", "input_size": 1});
+        c.post(&ev.url("/create_event"), body.to_string()).await.expect("create");
+    }
+    // A refused event is not counted.
+    c.post(&ev.url("/create_event"), "{}").await.expect("bad create");
+    assert_eq!(count(ev.url("/events/count")).await, 3);
+    // The same number through the sidecar, as loadgen --verify reads it.
+    assert_eq!(count(ev.invoke_url("/events/count")).await, 3);
+    assert_eq!(events(&stack).await.len(), 3);
+}

@@ -6,6 +6,7 @@ mod backends;
 mod events;
 mod flow;
 mod image_input;
+mod loadgen;
 mod migrations;
 mod observability;
 mod recording;

@@ -101,7 +101,7 @@ fn watch_database(store: EventStore, interval: Duration) {
 }
 
 fn routes(state: Arc<State>) -> Router {
-    let (s1, s2, s3, s4, s5) = (state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
+    let (s1, s2, s3, s4, s5, s6) = (state.clone(), state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
     Router::new()
         .route(Method::GET, "/", |_req| async {
             Ok(http::text(StatusCode::OK, "The valid endpoints are /init /create_event /events"))
@@ -109,6 +109,7 @@ fn routes(state: Arc<State>) -> Router {
         .route(Method::GET, "/init", move |_req| init(s1.clone()))
         .route(Method::POST, "/create_event", move |req| create_event(s2.clone(), req))
         .route(Method::GET, "/events", move |req| events(s3.clone(), req))
+        .route(Method::GET, "/events/count", move |_req| count(s6.clone()))
         .with_health(
             APP_ID,
             vec![
@@ -179,6 +180,12 @@ async fn events(state: Arc<State>, req: Req) -> http::HandlerResult {
         }
     }
     Ok(reply)
+}
+
+/// `{"count": n}`: all events, without paging through them.
+async fn count(state: Arc<State>) -> http::HandlerResult {
+    let count = state.store.count().await?;
+    http::json(StatusCode::OK, &serde_json::json!({ "count": count }))
 }
 
 pub fn config_from_env() -> Result<Config, StartError> {

@@ -152,6 +152,7 @@ const LIST: Statement = Statement {
     operation: "select",
     sql: "SELECT id, event_ts, op_type, input_size FROM image_evts WHERE id < ? ORDER BY id DESC LIMIT ?",
 };
+const COUNT: Statement = Statement { name: "SELECT COUNT image_evts", operation: "count", sql: "SELECT COUNT(*) FROM image_evts" };
 const PING: Statement = Statement { name: "PING", operation: "ping", sql: "PING" };
 
 struct StoreMetrics {
@@ -310,6 +311,15 @@ impl EventStore {
             .into_iter()
             .map(|(id, event_ts, op_type, input_size)| Event { id, event_ts, op_type, input_size })
             .collect())
+    }
+
+    /// How many events are stored: what a load test compares with the
+    /// requests it saw acknowledged (one event each, none twice).
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let count: Option<u64> = self
+            .read(&COUNT, |mut conn| async move { conn.query_first(COUNT.sql).await })
+            .await?;
+        Ok(count.unwrap_or(0))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
