@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 /// The binary `cargo build` put beside the services (`make test` builds
 /// every binary first).
-fn loadgen_binary() -> PathBuf {
+pub(crate) fn loadgen_binary() -> PathBuf {
     let bin = stack::paths::bin_dir().join("loadgen");
     assert!(bin.exists(), "{} is missing: build it with `cargo build -p loadgen`", bin.display());
     bin

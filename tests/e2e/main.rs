@@ -4,6 +4,7 @@
 
 mod backends;
 mod events;
+mod faults;
 mod flow;
 mod image_input;
 mod loadgen;
