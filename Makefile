@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd build wasm wasmedge up down status test bench bench-runtimes
+.PHONY: help deps daprd build wasm wasmedge up down status test bench bench-runtimes bench-ratelimit
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd)"
@@ -23,6 +23,7 @@ help:
 	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
+	@echo "make bench-ratelimit the rate limiter's added latency, p50/p99, against limiting off"
 
 deps:
 	@scripts/deps.sh
@@ -72,3 +73,9 @@ bench: deps
 # module sizes (tests/benches/runtimes.rs; figures, no assertions).
 bench-runtimes: daprd build wasmedge
 	cargo bench -p stack-tests --bench runtimes
+
+# The rate limiter's cost per request against the same route unlimited, in
+# one run (tests/benches/ratelimit.rs; figures, no assertions).
+bench-ratelimit: daprd
+	cargo build --release -p image-api-grayscale
+	cargo bench -p stack-tests --bench ratelimit

@@ -7,5 +7,6 @@ mod events;
 mod flow;
 mod image_input;
 mod migrations;
+mod ratelimit;
 mod runtimes;
 mod support;

@@ -66,6 +66,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
         "model loaded"
     );
     let (listener, recorder) = image_service::start(&config.service).await?;
+    let limiter = image_service::rate_limiter(&config.service)?;
     let probes = vec![image_service::sidecar_probe(&recorder)];
     let server = config.service.server.clone();
     let state = Arc::new(State {
@@ -82,7 +83,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
         })
         .route(Method::POST, "/classify", move |req| classify(state.clone(), req))
         .with_health(APP_ID, probes);
-    App::new(listener, router, server)
+    App::with_limiter(listener, router, server, limiter)
 }
 
 /// `"<label> is detected with <n>/255 confidence"`, or the top-k as JSON

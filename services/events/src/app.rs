@@ -5,6 +5,7 @@ use crate::migrate::{self, Migrator, RunOptions};
 use crate::store::{DbSettings, EventStore, NewEvent};
 use kit::config::{self, DaprConfig, ServerConfig, Source};
 use kit::dapr::DaprClient;
+use kit::ratelimit::{RateLimitConfig, RateLimiter};
 use kit::app::App;
 use kit::http::{self, probe, Req, Router};
 use kit::hyper::{Method, StatusCode};
@@ -25,6 +26,8 @@ pub struct Config {
     /// `GET /events` page size when `?limit=` is absent, and its ceiling.
     pub page_default: u32,
     pub page_max: u32,
+    /// Per-client rate limits (`RATE_LIMIT_*`; none unless configured).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
             },
             page_default: config::in_range("EVENTS_PAGE_DEFAULT", config::var(src, "EVENTS_PAGE_DEFAULT", 100u32)?, 1..=page_max)?,
             page_max,
+            rate_limit: RateLimitConfig::from_source(src)?,
         })
     }
 }
@@ -65,8 +69,9 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     let migrator = Migrator::new(migrate::embedded().map_err(|e| StartError::Other(e.to_string()))?);
     tracing::info!(secret_store = %config.dapr.secret_store, "database URL read from the secret store");
     let server_config = config.server.clone();
+    let limiter = RateLimiter::over_dapr(config.rate_limit.clone(), &config.dapr)?;
     let state = Arc::new(State { store, migrator, dapr, config });
-    App::new(listener, routes(state), server_config)
+    App::with_limiter(listener, routes(state), server_config, limiter)
 }
 
 fn routes(state: Arc<State>) -> Router {

@@ -6,6 +6,7 @@ use crate::config::{self, DaprConfig, ServerConfig, Source};
 use crate::dapr::DaprClient;
 use crate::http::{probe, Probe};
 use crate::imaging::ImageLimits;
+use crate::ratelimit::{RateLimitConfig, RateLimiter};
 use crate::record::Recorder;
 use crate::StartError;
 use tokio::net::TcpListener;
@@ -20,6 +21,8 @@ pub struct ImageServiceConfig {
     pub events_app_id: String,
     /// Expiry of the per-client last-request entry (`CLIENT_STATE_TTL_SECONDS`).
     pub client_ttl_seconds: u64,
+    /// Per-client rate limits (`RATE_LIMIT_*`).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl ImageServiceConfig {
@@ -36,6 +39,7 @@ impl ImageServiceConfig {
             limits,
             events_app_id: config::var(src, "EVENTS_APP_ID", "events-service".to_owned())?,
             client_ttl_seconds: config::var(src, "CLIENT_STATE_TTL_SECONDS", 86_400u64)?,
+            rate_limit: RateLimitConfig::from_source(src)?,
         })
     }
 }
@@ -47,6 +51,11 @@ pub async fn start(config: &ImageServiceConfig) -> Result<(TcpListener, Recorder
     dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
     let recorder = Recorder::new(dapr, config.events_app_id.clone(), config.dapr.state_store.clone(), config.client_ttl_seconds);
     Ok((listener, recorder))
+}
+
+/// The service's limiter over its Dapr state store (`None`: no policies).
+pub fn rate_limiter(config: &ImageServiceConfig) -> Result<Option<std::sync::Arc<RateLimiter>>, StartError> {
+    Ok(RateLimiter::over_dapr(config.rate_limit.clone(), &config.dapr)?)
 }
 
 /// Readiness probe: the sidecar answers.
