@@ -190,20 +190,30 @@ async fn three_replicas_share_one_exact_bucket() {
     assert_eq!(urls.len(), 3);
 
     let (admitted, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // A request that failed in transit (or was shed for load) has an
+    // unknown outcome: counted apart and allowed for, never hidden.
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(SECONDS);
     let mut tasks = Vec::new();
     for url in &urls {
         for _ in 0..CLIENTS_PER_REPLICA {
-            let (url, admitted, refused) = (url.clone(), admitted.clone(), refused.clone());
+            let (url, admitted, refused, failed) = (url.clone(), admitted.clone(), refused.clone(), failed.clone());
             let client = HttpClient::new(Duration::from_secs(30));
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let r = post(&client, &url, &[]).await;
-                    match r.status.as_u16() {
-                        400 => admitted.fetch_add(1, Ordering::Relaxed),
-                        429 => refused.fetch_add(1, Ordering::Relaxed),
-                        other => panic!("unexpected {other}: {}", r.text()),
+                    let outcome = client.request(Method::POST, &url, &[], Default::default()).await;
+                    match outcome.as_ref().map(|r| r.status.as_u16()) {
+                        Ok(400) => admitted.fetch_add(1, Ordering::Relaxed),
+                        Ok(429) => refused.fetch_add(1, Ordering::Relaxed),
+                        _ => {
+                            let what = match outcome {
+                                Ok(r) => format!("{}: {}", r.status, r.text()),
+                                Err(e) => e.to_string(),
+                            };
+                            failed.lock().unwrap_or_else(|p| p.into_inner()).push(what);
+                            0
+                        }
                     };
                 }
             }));
@@ -224,12 +234,22 @@ async fn three_replicas_share_one_exact_bucket() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     }
+    let failed = failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let error = (admitted - expected) / expected * 100.0;
     eprintln!(
         "3 replicas, 1 client IP, {elapsed:.2} s: admitted {admitted} of {} requests; \
          capacity + rate × elapsed = {BURST} + {RATE} × {elapsed:.2} = {expected:.1} ({error:+.2} %); \
-         {conflicts} ETag conflicts retried",
-        admitted as u64 + refused
+         {conflicts} ETag conflicts retried; {} requests failed in transit{}",
+        admitted as u64 + refused + failed.len() as u64,
+        failed.len(),
+        failed.first().map(|f| format!(" (first: {f})")).unwrap_or_default()
     );
-    assert!(error.abs() <= 1.0, "admitted {admitted}, expected {expected:.1} ± 1 %");
+    assert!(failed.len() <= 10, "too many failed requests: {failed:?}");
+    // Each failed request may or may not have taken a token.
+    let slack = expected * 0.01;
+    assert!(
+        admitted <= expected + slack && admitted + failed.len() as f64 >= expected - slack,
+        "admitted {admitted} (+{} unknown), expected {expected:.1} ± 1 %",
+        failed.len()
+    );
 }
