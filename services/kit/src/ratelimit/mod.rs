@@ -318,6 +318,9 @@ impl RateLimiter {
         }
     }
 
+    // The refusal is the answer itself, handed straight back to the server:
+    // boxing it would only add an allocation to the refused path.
+    #[allow(clippy::result_large_err)]
     fn fallback(&self, limited: &Limited, client_key: &str) -> Result<HeaderMap, Reply> {
         let policy = &limited.policy;
         let mode = self.config.fail_mode;
