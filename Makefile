@@ -11,7 +11,7 @@ SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability bench-loadgen validate-deploy
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
 	@echo "make bench-loadgen   loadgen beside oha: rate accuracy, p50, CPU per request"
+	@echo "make bench-ratelimit the rate limiter's added latency, p50/p99, against limiting off"
 
 deps:
 	@scripts/deps.sh
@@ -121,3 +122,9 @@ $(OHA):
 
 bench-loadgen: $(OHA)
 	cargo bench -p loadgen --bench vs_oha
+
+# The rate limiter's cost per request against the same route unlimited, in
+# one run (tests/benches/ratelimit.rs; figures, no assertions).
+bench-ratelimit: daprd
+	cargo build --release -p image-api-grayscale
+	cargo bench -p stack-tests --bench ratelimit

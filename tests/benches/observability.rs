@@ -102,11 +102,15 @@ async fn run() -> Result<(), String> {
     let workers = env_usize("BENCH_CONCURRENCY", 2);
     let secs = env_usize("BENCH_ROUND_SECS", 5) as u64;
     let rounds = env_usize("BENCH_ROUNDS", 4);
+    // Limiting off in both: one client here would be refused most of the mix.
     let off = start(
-        StackOptions::test(&Service::ALL).with_env("TRACING", "false").with_env("METRICS", "false"),
+        StackOptions::test(&Service::ALL)
+            .with_env("TRACING", "false")
+            .with_env("METRICS", "false")
+            .with_env("RATE_LIMIT_POLICIES", ""),
     )
     .await?;
-    let on = start(StackOptions::test(&Service::ALL).with_tracing().with_prometheus()).await?;
+    let on = start(StackOptions::test(&Service::ALL).with_tracing().with_prometheus().with_env("RATE_LIMIT_POLICIES", "")).await?;
     let (off_mix, on_mix) = (mix(&off)?, mix(&on)?);
     // Warm-up: connection pools, the model's first run, the page cache.
     round(&off_mix, workers, 2).await;

@@ -11,6 +11,7 @@ mod loadgen;
 mod migrations;
 mod observability;
 mod recording;
+mod ratelimit;
 mod runtimes;
 mod support;
 mod web;

@@ -242,13 +242,33 @@ async fn traffic(stack: &Stack) {
         let r = c.get(&stack.service(Service::Events).invoke_url("events?limit=5")).await.expect("events");
         assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     }
+    // Then a flood past the grayscale limit, all at once: 429s, and
+    // replicas' worth of ETag races on the one bucket.
+    let url = stack.service(Service::Grayscale).invoke_url("grayscale");
+    let flood: Vec<_> = (0..30)
+        .map(|_| {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { c.post(&url, b"not an image".to_vec()).await.map(|r| r.status.as_u16()) })
+        })
+        .collect();
+    for t in flood {
+        let status = t.await.expect("join").expect("post");
+        assert!(status == 415 || status == 429, "flood answer {status}");
+    }
 }
 
 #[tokio::test]
 async fn every_dashboard_query_returns_data_from_the_real_prometheus() {
-    let stack = start_with(StackOptions::test(&Service::ALL).with_prometheus()).await;
-    let prom = stack.prometheus.as_ref().expect("prometheus");
+    let mut stack = start_with(StackOptions::test(&Service::ALL).with_prometheus()).await;
     traffic(&stack).await;
+    // A short state-store outage: the limiter's fallback decides meanwhile.
+    stack.redis.stop();
+    for _ in 0..5 {
+        let r = stack.client.post(&stack.service(Service::Grayscale).url("/grayscale"), b"not an image".to_vec()).await.expect("post");
+        assert!([415, 429, 503].contains(&r.status.as_u16()), "{}", r.text());
+    }
+    stack.redis.restart().await.expect("redis back");
+    let prom = stack.prometheus.as_ref().expect("prometheus");
     let queries: Vec<(String, String, String)> = dashboards()
         .iter()
         .flat_map(|p| {

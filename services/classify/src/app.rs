@@ -95,6 +95,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     );
     model_load_gauge(config.classifier.backend.name(), classifier.load_duration().as_secs_f64());
     let (listener, recorder) = image_service::start(&config.service).await?;
+    let limiter = image_service::rate_limiter(&config.service)?;
     let probes = vec![image_service::sidecar_probe(&recorder)];
     let server = config.service.server.clone();
     let state = Arc::new(State {
@@ -113,7 +114,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
         })
         .route(Method::POST, "/classify", move |req| classify(state.clone(), req))
         .with_health(APP_ID, probes);
-    App::new(listener, router, server)
+    App::with_limiter(listener, router, server, limiter)
 }
 
 impl State {

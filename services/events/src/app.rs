@@ -6,6 +6,7 @@ use crate::store::{DbSettings, EventStore, Inserted, NewEvent};
 use kit::app::App;
 use kit::config::{self, DaprConfig, ServerConfig, Source};
 use kit::dapr::DaprClient;
+use kit::ratelimit::{RateLimitConfig, RateLimiter};
 use kit::http::{self, probe, Req, Router};
 use kit::hyper::{Method, StatusCode};
 use kit::trace::TraceContext;
@@ -27,6 +28,8 @@ pub struct Config {
     /// `GET /events` page size when `?limit=` is absent, and its ceiling.
     pub page_default: u32,
     pub page_max: u32,
+    /// Per-client rate limits (`RATE_LIMIT_*`; none unless configured).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Config {
@@ -47,6 +50,7 @@ impl Config {
                 1..=page_max,
             )?,
             page_max,
+            rate_limit: RateLimitConfig::from_source(src)?,
         })
     }
 }
@@ -73,8 +77,9 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     tracing::info!(secret_store = %config.dapr.secret_store, "database URL read from the secret store");
     let server_config = config.server.clone();
     watch_database(store.clone(), config.db_health_interval);
+    let limiter = RateLimiter::over_dapr(config.rate_limit.clone(), &config.dapr)?;
     let state = Arc::new(State { store, migrator, dapr, config });
-    App::new(listener, routes(state), server_config)
+    App::with_limiter(listener, routes(state), server_config, limiter)
 }
 
 /// `events_db_up` (1 or 0) from a ping every `interval`, whether or not

@@ -29,6 +29,7 @@ struct State {
 
 pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
     let (listener, recorder) = image_service::start(&config).await?;
+    let limiter = image_service::rate_limiter(&config)?;
     let probes = vec![image_service::sidecar_probe(&recorder)];
     let duration = kit::metrics::histogram(
         "grayscale_duration_seconds",
@@ -45,7 +46,7 @@ pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
         })
         .route(Method::POST, "/grayscale", move |req| grayscale(state.clone(), req))
         .with_health(APP_ID, probes);
-    App::new(listener, router, config.server)
+    App::with_limiter(listener, router, config.server, limiter)
 }
 
 /// The grayscale PNG, base64-encoded as the original answered, or raw with

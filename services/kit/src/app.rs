@@ -3,6 +3,7 @@
 
 use crate::http::{Router, Server};
 use crate::config::ServerConfig;
+use crate::ratelimit::RateLimiter;
 use crate::StartError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,8 +19,18 @@ impl App {
     /// `listener` comes from [`crate::http::bind`], called before the slow
     /// parts of start-up so daprd, which waits for the app port, can start.
     pub fn new(listener: TcpListener, router: Router, config: ServerConfig) -> Result<Self, StartError> {
+        Self::with_limiter(listener, router, config, None)
+    }
+
+    /// The same, with requests on limited routes decided by `limiter` first.
+    pub fn with_limiter(
+        listener: TcpListener,
+        router: Router,
+        config: ServerConfig,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> Result<Self, StartError> {
         let addr = listener.local_addr().map_err(|e| StartError::Other(format!("listener address: {e}")))?;
-        Ok(Self { server: Server::new(router, config), listener, addr })
+        Ok(Self { server: Server::with_limiter(router, config, limiter), listener, addr })
     }
 
     pub fn address(&self) -> SocketAddr {

@@ -183,12 +183,18 @@ pub struct Server {
     router: Router,
     config: ServerConfig,
     in_flight: Arc<Semaphore>,
+    limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
 }
 
 impl Server {
     pub fn new(router: Router, config: ServerConfig) -> Arc<Self> {
+        Self::with_limiter(router, config, None)
+    }
+
+    /// A server that asks `limiter` about each request before reading its body.
+    pub fn with_limiter(router: Router, config: ServerConfig, limiter: Option<Arc<crate::ratelimit::RateLimiter>>) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
-        Arc::new(Self { router, config, in_flight })
+        Arc::new(Self { router, config, in_flight, limiter })
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -233,7 +239,7 @@ impl Server {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let has_body = !req.body().is_end_stream();
-        let (route, result, body_read) = self.dispatch(req, peer, span).await;
+        let (route, result, body_read, rate_limit) = self.dispatch(req, peer, span).await;
         let mut reply = match result {
             Ok(reply) => reply,
             Err(err) => {
@@ -243,6 +249,7 @@ impl Server {
                 error_reply(&err)
             }
         };
+        reply.headers_mut().extend(rate_limit);
         // Refused before its body was read (too large, wrong route, shed):
         // hyper closes the connection after this answer rather than read the
         // rest, so say so. Untold, a keep-alive client sends its next request
@@ -286,8 +293,9 @@ impl Server {
         reply
     }
 
-    /// The route, the outcome, and whether the request body was read to its end.
-    async fn dispatch(&self, req: Request<Body>, peer: SocketAddr, span: &tracing::Span) -> (&'static str, HandlerResult, bool) {
+    /// The route, the outcome, whether the request body was read to its end,
+    /// and the rate-limit headers the answer carries.
+    async fn dispatch(&self, req: Request<Body>, peer: SocketAddr, span: &tracing::Span) -> (&'static str, HandlerResult, bool, HeaderMap) {
         let route = match self.router.find(req.method(), req.uri().path()) {
             Found::Route(route) => route,
             Found::WrongMethod(allowed) => {
@@ -295,21 +303,30 @@ impl Server {
                 if let Ok(v) = HeaderValue::from_str(&allowed) {
                     reply.headers_mut().insert(ALLOW, v);
                 }
-                return ("unmatched", Ok(reply), false);
+                return ("unmatched", Ok(reply), false, HeaderMap::new());
             }
             Found::Nothing => {
                 let err = ApiError::not_found(format!("no route {} {}", req.method(), req.uri().path()));
-                return ("unmatched", Err(err), false);
+                return ("unmatched", Err(err), false, HeaderMap::new());
             }
         };
         // Backpressure: past the limit, answer at once rather than queue.
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
-            return (route.path, Err(ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")), false);
+            return (route.path, Err(ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")), false, HeaderMap::new());
         };
         let (parts, body) = req.into_parts();
+        // Decided before the body is read and the handler runs: a refused
+        // request costs no body and records nothing.
+        let rate_limit = match &self.limiter {
+            None => HeaderMap::new(),
+            Some(limiter) => match limiter.check(route.path, &parts.headers, peer.ip()).await {
+                Ok(headers) => headers,
+                Err(refused) => return (route.path, Ok(refused), false, HeaderMap::new()),
+            },
+        };
         let body = match read_body(body, &parts.headers, &self.config).await {
             Ok(body) => body,
-            Err(err) => return (route.path, Err(err), false),
+            Err(err) => return (route.path, Err(err), false, rate_limit),
         };
         if crate::metrics::enabled() {
             crate::metrics::http().request_size.with_label_values(&[route.path]).observe(body.len() as f64);
@@ -332,7 +349,7 @@ impl Server {
                 format!("the request took longer than {} ms", self.config.request_timeout.as_millis()),
             )),
         };
-        (route.path, result, true)
+        (route.path, result, true, rate_limit)
     }
 
     /// Accepts connections until `shutdown` resolves, then stops accepting,

@@ -6,6 +6,7 @@ use crate::config::{self, DaprConfig, ServerConfig, Source};
 use crate::dapr::DaprClient;
 use crate::http::{probe, Probe};
 use crate::imaging::ImageLimits;
+use crate::ratelimit::{RateLimitConfig, RateLimiter};
 use crate::record::Recorder;
 use crate::spool::Spool;
 use crate::StartError;
@@ -29,6 +30,8 @@ pub struct ImageServiceConfig {
     pub spool_max_per_slot: usize,
     /// How often spooled events are offered to events-service again (`EVENT_SPOOL_DRAIN_MS`).
     pub spool_drain_interval: std::time::Duration,
+    /// Per-client rate limits (`RATE_LIMIT_*`).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl ImageServiceConfig {
@@ -53,6 +56,7 @@ impl ImageServiceConfig {
                 1..=100_000,
             )?,
             spool_drain_interval: config::millis(src, "EVENT_SPOOL_DRAIN_MS", std::time::Duration::from_secs(2))?,
+            rate_limit: RateLimitConfig::from_source(src)?,
         })
     }
 }
@@ -113,6 +117,11 @@ fn drain_spool(recorder: Recorder, interval: std::time::Duration) {
             }
         }
     });
+}
+
+/// The service's limiter over its Dapr state store (`None`: no policies).
+pub fn rate_limiter(config: &ImageServiceConfig) -> Result<Option<std::sync::Arc<RateLimiter>>, StartError> {
+    Ok(RateLimiter::over_dapr(config.rate_limit.clone(), &config.dapr)?)
 }
 
 /// Readiness probe: the sidecar answers.

@@ -7,6 +7,7 @@
 //!   the accept loop with graceful shutdown;
 //! - [`dapr`]: the Dapr HTTP API client (invoke, state, secrets, health);
 //! - [`metrics`]: Prometheus metrics in the default registry, `GET /metrics`;
+//! - [`ratelimit`]: per-client token buckets in Dapr state, before the handler;
 //! - [`trace`]: W3C trace context carried through Dapr;
 //! - [`app`]: a bound, routed service ready to run;
 //! - [`record`]: what image services record through Dapr after a success;
@@ -20,6 +21,7 @@ pub mod dapr;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod record;
 #[cfg(feature = "imaging")]
 pub mod image_service;

@@ -45,6 +45,14 @@ impl HttpClient {
         Self { inner: Client::builder().pool_max_idle_per_host(8).build_http(), timeout }
     }
 
+    /// A client whose connections come from `local` (any 127.x.y.z reaches
+    /// a server on 127.0.0.1): a second client IP for tests.
+    pub fn from_address(local: std::net::IpAddr, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        Self { inner: Client::builder().pool_max_idle_per_host(8).build(connector), timeout }
+    }
+
     pub async fn get(&self, url: &str) -> Result<Reply, Error> {
         self.request(Method::GET, url, &[], Bytes::new()).await
     }

@@ -53,17 +53,37 @@ impl Service {
         self == Service::Classify
     }
 
-    /// Settings this service needs beyond ports: the model files, as
-    /// `runtime` sees them.
+    /// Per-client rate limits for `make up` and every test stack (tests
+    /// replace them with `StackOptions::with_env`): per IP, a burst of 20
+    /// grayscale or 10 classify requests, then 10/s or 5/s (classify costs
+    /// five times the CPU). Everything here listens on 127.0.0.1, so the
+    /// loopback hops (daprd, a web front) are the trusted proxies.
+    fn rate_limits(self) -> Vec<(String, String)> {
+        let policies = match self {
+            Service::Grayscale => "/grayscale=20/10",
+            Service::Classify => "/classify=10/5",
+            Service::Events => return Vec::new(),
+        };
+        vec![
+            ("RATE_LIMIT_POLICIES".into(), policies.into()),
+            ("RATE_LIMIT_FAIL_MODE".into(), "open".into()),
+            ("RATE_LIMIT_TRUSTED_PROXIES".into(), "127.0.0.1/32,::1/128".into()),
+        ]
+    }
+
+    /// Settings this service needs beyond ports: its rate limits and the
+    /// model files, as `runtime` sees them.
     pub fn env(self, runtime: Runtime) -> Vec<(String, String)> {
+        let mut env = self.rate_limits();
         if !self.uses_models() {
-            return Vec::new();
+            return env;
         }
         let models = runtime.models_dir();
-        vec![
+        env.extend([
             ("CLASSIFY_MODEL_PATH".into(), models.join("mobilenet_v2_1.0_224_quant.tflite").display().to_string()),
             ("CLASSIFY_LABELS_PATH".into(), models.join("labels_mobilenet_quant_v1_224.txt").display().to_string()),
-        ]
+        ]);
+        env
     }
 }
 

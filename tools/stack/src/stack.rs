@@ -232,6 +232,80 @@ pub struct Stack {
     pub prometheus: Option<Prometheus>,
     /// Present when the options asked for the web front.
     pub web: Option<Nginx>,
+    launch: Launch,
+}
+
+/// What starting a service (or one more replica of it) needs to know.
+#[derive(Debug)]
+struct Launch {
+    opts: StackOptions,
+    dir: PathBuf,
+    redis_address: String,
+    secrets_file: PathBuf,
+    /// Where the services send spans ("" = nowhere), and the daprd
+    /// Configuration rendered for this stack (render_dapr_config).
+    spans_endpoint: String,
+    dapr_config: PathBuf,
+}
+
+impl Launch {
+    fn pid_mode(&self, name: &str) -> Mode {
+        match &self.opts.mode {
+            Mode::Attached => Mode::Attached,
+            Mode::Detached { .. } => Mode::Detached { pid_file: self.dir.join("run").join(format!("{name}.pid")) },
+        }
+    }
+
+    /// Starts `service` and its daprd, without waiting; `suffix` tells
+    /// replicas' logs and pid files apart.
+    fn service(&self, service: Service, suffix: &str, fixed_ports: bool) -> Result<RunningService, Error> {
+        let opts = &self.opts;
+        let logs = self.dir.join("logs");
+        let (app_port, ports) = if fixed_ports {
+            (service.app_port(), service.sidecar_ports())
+        } else {
+            (crate::free_port(), SidecarPorts::free())
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("APP_ID".into(), service.app_id().into()),
+            ("APP_PORT".into(), app_port.to_string()),
+            ("DAPR_HTTP_PORT".into(), ports.http.to_string()),
+            ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+            ("ZIPKIN_ENDPOINT".into(), self.spans_endpoint.clone()),
+        ];
+        env.extend(service.env(opts.runtime));
+        // A test's setting replaces the default of the same name rather than
+        // following it (WasmEdge's --env does not promise the last wins).
+        env.retain(|(name, _)| !opts.service_env.iter().any(|(n, _)| n == name));
+        env.extend(opts.service_env.iter().cloned());
+        let name = format!("{}{suffix}", service.app_id());
+        let spec = SidecarSpec {
+            app_id: service.app_id().into(),
+            app_port,
+            ports,
+            resources_dir: paths::components_dir(),
+            config_file: self.dapr_config.clone(),
+            workdir: self.dir.clone(),
+            env: vec![
+                ("REDIS_HOST".into(), self.redis_address.clone()),
+                ("SECRETS_FILE".into(), self.secrets_file.display().to_string()),
+            ],
+            log_level: opts.log_level.clone(),
+        };
+        let sidecar = Sidecar::start(spec, &logs.join(format!("daprd-{name}.log")), self.pid_mode(&format!("daprd-{name}")))?;
+        let mut running = RunningService {
+            service,
+            app_port,
+            sidecar,
+            env,
+            runtime: opts.runtime,
+            mode: self.pid_mode(&name),
+            log: logs.join(format!("{name}.log")),
+            proc: None,
+        };
+        running.launch()?;
+        Ok(running)
+    }
 }
 
 static SHARED_MARIADB: OnceCell<Arc<Mutex<MariaDb>>> = OnceCell::const_new();
@@ -289,7 +363,6 @@ impl Stack {
         let dir = opts.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
-        let logs = dir.join("logs");
         let pid_file = |name: &str| match &opts.mode {
             Mode::Attached => Mode::Attached,
             Mode::Detached { .. } => Mode::Detached { pid_file: dir.join("run").join(format!("{name}.pid")) },
@@ -327,50 +400,19 @@ impl Stack {
         let secrets = serde_json::json!({ "DB_URL": { "MYSQL": database_url.clone().unwrap_or_default() } });
         std::fs::write(&secrets_file, secrets.to_string()).map_err(|e| Error::io(&secrets_file, e))?;
 
+        let launch = Launch {
+            opts: opts.clone(),
+            dir: dir.clone(),
+            redis_address: redis.address(),
+            secrets_file,
+            spans_endpoint: spans_endpoint.clone().unwrap_or_default(),
+            dapr_config,
+        };
         let mut services = Vec::new();
         let mut ordered = opts.services.clone();
         ordered.sort();
         for service in ordered {
-            let (app_port, ports) = if opts.fixed_ports {
-                (service.app_port(), service.sidecar_ports())
-            } else {
-                (crate::free_port(), SidecarPorts::free())
-            };
-            let mut env: Vec<(String, String)> = vec![
-                ("APP_ID".into(), service.app_id().into()),
-                ("APP_PORT".into(), app_port.to_string()),
-                ("DAPR_HTTP_PORT".into(), ports.http.to_string()),
-                ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
-                ("ZIPKIN_ENDPOINT".into(), spans_endpoint.clone().unwrap_or_default()),
-            ];
-            env.extend(service.env(opts.runtime));
-            env.extend(opts.service_env.iter().cloned());
-            let spec = SidecarSpec {
-                app_id: service.app_id().into(),
-                app_port,
-                ports,
-                resources_dir: paths::components_dir(),
-                config_file: dapr_config.clone(),
-                workdir: dir.clone(),
-                env: vec![
-                    ("REDIS_HOST".into(), redis.address()),
-                    ("SECRETS_FILE".into(), secrets_file.display().to_string()),
-                ],
-                log_level: opts.log_level.clone(),
-            };
-            let sidecar = Sidecar::start(spec, &logs.join(format!("daprd-{}.log", service.app_id())), pid_file(&format!("daprd-{}", service.app_id())))?;
-            let mut running = RunningService {
-                service,
-                app_port,
-                sidecar,
-                env,
-                runtime: opts.runtime,
-                mode: pid_file(service.app_id()),
-                log: logs.join(format!("{}.log", service.app_id())),
-                proc: None,
-            };
-            running.launch()?;
-            services.push(running);
+            services.push(launch.service(service, "", opts.fixed_ports)?);
         }
         for s in &mut services {
             s.wait_ready(STARTUP).await?;
@@ -413,7 +455,25 @@ impl Stack {
             client: HttpClient::default(),
             runtime: opts.runtime,
             web,
+            launch,
         })
+    }
+
+    /// Starts one more replica of `service`: its own process and its own
+    /// daprd on free ports, under the same app id, so it shares the state
+    /// store's keys with the others (`keyPrefix: appid`). Returns it once
+    /// ready.
+    pub async fn add_replica(&mut self, service: Service) -> Result<&RunningService, Error> {
+        let n = self.services.iter().filter(|s| s.service == service).count();
+        let mut replica = self.launch.service(service, &format!("-{n}"), false)?;
+        replica.wait_ready(STARTUP).await?;
+        self.services.push(replica);
+        Ok(&self.services[self.services.len() - 1])
+    }
+
+    /// Every running replica of `service`, the first one first.
+    pub fn replicas(&self, service: Service) -> Vec<&RunningService> {
+        self.services.iter().filter(|s| s.service == service).collect()
     }
 
     /// The web front; panics when the stack was started without it.
