@@ -206,7 +206,13 @@ fn screenshot_dir() -> PathBuf {
 #[tokio::test]
 async fn the_page_in_chromium() {
     let stack = start_with(
-        StackOptions::test(&Service::ALL).with_web().with_tracing().with_env("MAX_BODY_BYTES", &TEST_MAX_BODY.to_string()),
+        StackOptions::test(&Service::ALL)
+            .with_web()
+            .with_tracing()
+            .with_env("MAX_BODY_BYTES", &TEST_MAX_BODY.to_string())
+            // classify: a burst of 2 and one token in 100 s, so the page's
+            // third classify meets the real limiter's 429.
+            .with_env("RATE_LIMIT_POLICIES", "/classify=2/0.01"),
     )
     .await;
     let zipkin = stack.zipkin.as_ref().expect("zipkin").url("");
