@@ -49,19 +49,42 @@ impl Error {
 }
 
 /// A port free on 127.0.0.1 now, never handed out twice by this process.
+///
+/// Taken below the kernel's ephemeral range (ip_local_port_range), not from
+/// a bind to port 0: a port from that range, free when checked, can be taken
+/// by any outgoing connection before the component binds it (daprd then
+/// dies with "could not listen on any endpoint"). Below the range, only a
+/// listener can take it.
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
-        if port == 0 {
+    let ceiling = ephemeral_floor().clamp(12_000, 65_535);
+    let floor = 10_000u16;
+    // Start somewhere that differs between test processes, then walk.
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0);
+    let span = u64::from(ceiling - floor);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for step in 0..span {
+        let port = floor + ((seed + step * 7) % span) as u16;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
             continue;
         }
-        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
+        given.push(port);
+        return port;
     }
+    // Everything below the range is busy: fall back to the kernel's choice.
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    given.push(port);
+    port
+}
+
+/// The first port the kernel hands to outgoing connections (32768 on Linux
+/// by default).
+fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(32_768)
 }
 
 /// Polls `check` until it returns `Ok(true)` or `timeout` passes; `Err` from
