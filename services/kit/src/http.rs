@@ -321,7 +321,15 @@ impl Server {
             None => HeaderMap::new(),
             Some(limiter) => match limiter.check(route.path, &parts.headers, peer.ip()).await {
                 Ok(headers) => headers,
-                Err(refused) => return (route.path, Ok(refused), false, HeaderMap::new()),
+                Err(refused) => {
+                    // Read (and drop) the body before answering, within the
+                    // same limits: answering first makes hyper close the
+                    // connection under a proxy still sending, and daprd then
+                    // reports its own 500 instead of this 429 (seen under
+                    // WasmEdge). The handler still never runs.
+                    let drained = read_body(body, &parts.headers, &self.config).await.is_ok();
+                    return (route.path, Ok(refused), drained, HeaderMap::new());
+                }
             },
         };
         let body = match read_body(body, &parts.headers, &self.config).await {
