@@ -4,7 +4,7 @@
 
 use crate::client::HttpClient;
 use crate::process::{Mode, Proc};
-use crate::{paths, wait_until, Error};
+use crate::{paths, Error};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,22 +55,13 @@ impl Prometheus {
             .arg("--storage.tsdb.retention.time=2d")
             .current_dir(dir);
         let log = dir.join("prometheus.log");
-        let mut prom = Prometheus { port, dir: dir.to_owned(), proc: Some(Proc::spawn("prometheus", cmd, &log, mode)?) };
-        let client = HttpClient::new(Duration::from_secs(2));
+        let mut proc = Proc::spawn("prometheus", cmd, &log, mode)?;
+        let mut prom = Prometheus { port, dir: dir.to_owned(), proc: None };
         let url = prom.url("/-/ready");
-        let proc = &mut prom.proc;
-        wait_until("prometheus", Duration::from_secs(60), || {
-            let running = proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                if !running {
-                    return Err(Error::msg("prometheus exited (is it installed? run `make deps`)"));
-                }
-                Ok(client.get(&url).await.map(|r| r.status.is_success()).unwrap_or(false))
-            }
-        })
-        .await
-        .map_err(|e| Error::msg(format!("{e}\n--- prometheus log ---\n{}", crate::process::tail(&log, 25))))?;
+        crate::wait_for_http("prometheus", Duration::from_secs(60), &url, || proc.is_running(), "prometheus exited (is it installed? run `make deps`)")
+            .await
+            .map_err(|e| Error::msg(format!("{e}\n--- prometheus log ---\n{}", crate::process::tail(&log, 25))))?;
+        prom.proc = Some(proc);
         Ok(prom)
     }
 

@@ -1,9 +1,8 @@
 //! Zipkin (the `io.zipkin:zipkin-server` exec jar that scripts/zipkin.sh
 //! fetches), in-memory storage, on 127.0.0.1.
 
-use crate::client::HttpClient;
 use crate::process::{Mode, Proc};
-use crate::{paths, wait_until, Error};
+use crate::{paths, Error};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -45,23 +44,14 @@ impl Zipkin {
             .env("QUERY_PORT", port.to_string())
             .current_dir(dir);
         let proc = Proc::spawn("zipkin", cmd, &dir.join("zipkin.log"), mode)?;
-        let mut zipkin = Zipkin { port, proc: Some(proc) };
-        let client = HttpClient::new(Duration::from_secs(2));
+        let mut zipkin = Zipkin { port, proc: None };
         let url = zipkin.url("/health");
         let log = dir.join("zipkin.log");
-        let proc = &mut zipkin.proc;
-        wait_until("zipkin", Duration::from_secs(120), || {
-            let running = proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                if !running {
-                    return Err(Error::msg("zipkin exited (is java installed? run `make deps`)"));
-                }
-                Ok(client.get(&url).await.map(|r| r.status.is_success()).unwrap_or(false))
-            }
-        })
-        .await
-        .map_err(|e| Error::msg(format!("{e}\n--- zipkin log ---\n{}", crate::process::tail(&log, 25))))?;
+        let mut proc = proc;
+        crate::wait_for_http("zipkin", Duration::from_secs(120), &url, || proc.is_running(), "zipkin exited (is java installed? run `make deps`)")
+            .await
+            .map_err(|e| Error::msg(format!("{e}\n--- zipkin log ---\n{}", crate::process::tail(&log, 25))))?;
+        zipkin.proc = Some(proc);
         Ok(zipkin)
     }
 
