@@ -311,24 +311,22 @@ fn promtool(args: &[&str]) -> String {
     text
 }
 
+/// `promtool <command> rules <every file in observability/<folder>>`.
+fn promtool_on_folder(command: &str, folder: &str) -> String {
+    let files: Vec<String> = std::fs::read_dir(crate::support::repo_path(&format!("observability/{folder}")))
+        .unwrap_or_else(|e| panic!("observability/{folder}: {e}"))
+        .filter_map(|e| e.ok().map(|e| format!("{folder}/{}", e.file_name().to_string_lossy())))
+        .collect();
+    assert!(!files.is_empty(), "observability/{folder} is empty");
+    let mut args = vec![command, "rules"];
+    args.extend(files.iter().map(String::as_str));
+    promtool(&args)
+}
+
 #[test]
 fn alert_rules_are_valid_and_their_unit_tests_pass() {
-    let rules: Vec<String> = std::fs::read_dir(crate::support::repo_path("observability/rules"))
-        .expect("observability/rules")
-        .filter_map(|e| e.ok().map(|e| format!("rules/{}", e.file_name().to_string_lossy())))
-        .collect();
-    assert!(!rules.is_empty());
-    let mut args = vec!["check", "rules"];
-    args.extend(rules.iter().map(String::as_str));
-    promtool(&args);
-    let tests: Vec<String> = std::fs::read_dir(crate::support::repo_path("observability/tests"))
-        .expect("observability/tests")
-        .filter_map(|e| e.ok().map(|e| format!("tests/{}", e.file_name().to_string_lossy())))
-        .collect();
-    assert!(!tests.is_empty());
-    let mut args = vec!["test", "rules"];
-    args.extend(tests.iter().map(String::as_str));
-    let out = promtool(&args);
+    promtool_on_folder("check", "rules");
+    let out = promtool_on_folder("test", "tests");
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
