@@ -41,7 +41,7 @@ pub struct HttpMetrics {
 
 /// Registration only fails on a duplicate name, a programming error caught by
 /// the first test that touches the metric.
-fn registered<T>(result: prometheus::Result<T>) -> T {
+pub fn registered<T>(result: prometheus::Result<T>) -> T {
     match result {
         Ok(metric) => metric,
         Err(e) => panic!("metric registration: {e}"),

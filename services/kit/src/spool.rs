@@ -40,14 +40,11 @@ struct Metrics {
 fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| Metrics {
-        events: match prometheus::register_int_counter_vec!(
+        events: crate::metrics::registered(prometheus::register_int_counter_vec!(
             "events_spool_total",
             "Events that could not be recorded at once: spooled (kept in Dapr state), delivered later, or refused (spool unavailable: the request failed instead).",
             &["outcome"]
-        ) {
-            Ok(c) => c,
-            Err(e) => panic!("metric registration: {e}"),
-        },
+        )),
         depth: crate::metrics::gauge("events_spool_depth", "Events waiting in the spool at the last drain."),
     })
 }

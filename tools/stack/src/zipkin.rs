@@ -43,11 +43,10 @@ impl Zipkin {
             .env("MEM_MAX_SPANS", "500000")
             .env("QUERY_PORT", port.to_string())
             .current_dir(dir);
-        let proc = Proc::spawn("zipkin", cmd, &dir.join("zipkin.log"), mode)?;
+        let log = dir.join("zipkin.log");
+        let mut proc = Proc::spawn("zipkin", cmd, &log, mode)?;
         let mut zipkin = Zipkin { port, proc: None };
         let url = zipkin.url("/health");
-        let log = dir.join("zipkin.log");
-        let mut proc = proc;
         crate::wait_for_http("zipkin", Duration::from_secs(120), &url, || proc.is_running(), "zipkin exited (is java installed? run `make deps`)")
             .await
             .map_err(|e| Error::msg(format!("{e}\n--- zipkin log ---\n{}", crate::process::tail(&log, 25))))?;

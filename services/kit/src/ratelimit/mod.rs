@@ -461,9 +461,7 @@ mod tests;
 
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
-    fn registered<T>(result: prometheus::Result<T>) -> T {
-        result.unwrap_or_else(|e| panic!("metric registration: {e}"))
-    }
+    use crate::metrics::registered;
     METRICS.get_or_init(|| Metrics {
         decisions: registered(register_int_counter_vec!(
             "ratelimit_decisions_total",

@@ -30,14 +30,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn spans_counter() -> &'static IntCounterVec {
     static SPANS: OnceLock<IntCounterVec> = OnceLock::new();
-    SPANS.get_or_init(|| match register_int_counter_vec!(
+    SPANS.get_or_init(|| crate::metrics::registered(register_int_counter_vec!(
         "trace_spans_total",
         "Finished spans by what became of them: exported, dropped (queue full) or failed (Zipkin unreachable).",
         &["outcome"]
-    ) {
-        Ok(c) => c,
-        Err(e) => panic!("metric registration: {e}"),
-    })
+    )))
 }
 
 pub type SpanQueue = mpsc::Receiver<SpanData>;
