@@ -311,8 +311,21 @@ impl Server {
             }
         };
         // Backpressure: past the limit, answer at once rather than queue.
-        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
-            return (route.path, Err(ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")), false, HeaderMap::new());
+        // Probes and scrapes are exempt: they are cheap, and a liveness
+        // probe refused under load would get a busy pod restarted.
+        let _permit = if OPERATIONAL_PATHS.contains(&route.path) {
+            None
+        } else {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                // The body is read and dropped (never held), as for a 429
+                // below: a socket closed with unread upload makes the kernel
+                // send a reset, and the client loses the 503 with it (seen
+                // under WasmEdge with 1,000 uploads at once).
+                let (parts, body) = req.into_parts();
+                let drained = discard_body(body, &parts.headers, &self.config).await;
+                return (route.path, Err(ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")), drained, HeaderMap::new());
+            };
+            Some(permit)
         };
         let (parts, body) = req.into_parts();
         // Decided before the body is read and the handler runs: a refused
@@ -327,7 +340,7 @@ impl Server {
                     // connection under a proxy still sending, and daprd then
                     // reports its own 500 instead of this 429 (seen under
                     // WasmEdge). The handler still never runs.
-                    let drained = read_body(body, &parts.headers, &self.config).await.is_ok();
+                    let drained = discard_body(body, &parts.headers, &self.config).await;
                     return (route.path, Ok(refused), drained, HeaderMap::new());
                 }
             },
@@ -453,6 +466,28 @@ async fn read_body(mut body: Body, headers: &HeaderMap, config: &ServerConfig) -
             format!("the request body did not arrive within {} ms", config.body_read_timeout.as_millis()),
         )),
     }
+}
+
+/// Reads a refused request's body to its end, keeping none of it, within
+/// the size limit and the body deadline; whether it got to the end.
+async fn discard_body(mut body: Body, headers: &HeaderMap, config: &ServerConfig) -> bool {
+    let limit = config.max_body_bytes as u64;
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return false;
+    }
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(chunk) = body.data().await {
+            let Ok(chunk) = chunk else { return false };
+            seen += chunk.len() as u64;
+            if seen > limit {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(config.body_read_timeout, read).await.unwrap_or(false)
 }
 
 /// Binds the service's listener; port 0 picks a free one (tests).
@@ -668,6 +703,39 @@ mod tests {
         assert!(count(r#"route="unmatched",status="404""#) >= Some(1), "{text}");
         assert!(!text.contains("/nope/123"), "raw paths never become labels");
         assert!(text.contains(r#"build_info{runtime="native",service="svc""#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn past_max_in_flight_requests_get_503_overloaded_but_probes_still_answer() {
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let router = Router::new()
+            .route(Method::GET, "/busy", move |_req| {
+                let mut wait = wait.clone();
+                async move {
+                    let _ = wait.wait_for(|done| *done).await;
+                    Ok(text(StatusCode::OK, "done"))
+                }
+            })
+            .with_health("svc", vec![]);
+        let s = server(router, &[("MAX_IN_FLIGHT", "1")]);
+        let busy = tokio::spawn({
+            let s = s.clone();
+            async move { s.handle(Request::get("/busy").body(Body::empty()).expect("req"), peer()).await }
+        });
+        while s.in_flight.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let r = s.handle(Request::get("/busy").body(Body::from("an upload")).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Its body was read and dropped, so the connection may stay open.
+        assert_eq!(r.headers().get(CONNECTION), None);
+        assert_eq!(body_json(r).await["error"]["code"], "overloaded");
+        for probe in ["/healthz", "/metrics"] {
+            let r = s.handle(Request::get(probe).body(Body::empty()).expect("req"), peer()).await;
+            assert_eq!(r.status(), StatusCode::OK, "{probe} answers while the server is full");
+        }
+        let _ = release.send(true);
+        assert_eq!(busy.await.expect("join").status(), StatusCode::OK);
     }
 
     #[tokio::test]
