@@ -77,16 +77,8 @@ fn file_size(path: &Path) -> Option<u64> {
 
 /// (VmRSS, RssAnon) of `pid` in KiB.
 fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"))
+    let m = stack::process::memory(pid);
+    (m.rss_kib, m.anon_kib)
 }
 
 fn mib(kib: u64) -> String {

@@ -2,7 +2,9 @@
 //! nothing recorded — no event, no client state.
 
 use crate::support::{assert_error, events, image, start_with};
-use stack::{Method, Service, StackOptions};
+use bytes::Bytes;
+use stack::{HttpClient, Method, Service, StackOptions};
+use std::time::{Duration, Instant};
 
 /// A PNG whose header declares `width`×`height` with almost no data: a
 /// decompression bomb as far as the header goes.
@@ -86,4 +88,80 @@ async fn readiness_reports_the_runtime_and_the_sidecar() {
     let v = r.json();
     assert_eq!(v["checks"]["sidecar"], "ok");
     assert_eq!(v["runtime"], stack.runtime.name());
+}
+
+/// 1,000 uploads at once, straight at the app (no sidecar in front to queue
+/// them): every one gets a clear answer — 200, or 503 `overloaded` past
+/// `MAX_IN_FLIGHT` — the process stays under a memory cap, and another
+/// client is served while they run and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_uploads_get_clear_answers_within_a_memory_cap() {
+    const UPLOADS: usize = 1000;
+    // MAX_IN_FLIGHT (64) decodes at most; each 1280×720 photo needs a few
+    // MiB (the body, its luma plane, the PNG, its base64). 512 MiB leaves
+    // room for the runtime's own heap, and is far below what 1,000
+    // unbounded decodes would take.
+    const CAP_MIB: u64 = 512;
+    let stack = start_with(
+        StackOptions::test(&[Service::Grayscale, Service::Events]).with_env("RATE_LIMIT_POLICIES", ""),
+    )
+    .await;
+    let app = stack.service(Service::Grayscale);
+    let pid = app.pid().expect("the grayscale app's pid");
+    let url = app.url("/grayscale");
+    let photo = Bytes::from(image("cat_720p.jpg"));
+    // Warm: the first request loads what every request uses.
+    let r = stack.client.post(&url, photo.clone()).await.expect("warm-up");
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let idle = stack::process::memory(pid);
+
+    let flood = HttpClient::new(Duration::from_secs(120));
+    let started = Instant::now();
+    let uploads: Vec<_> = (0..UPLOADS)
+        .map(|_| {
+            let (client, url, photo) = (flood.clone(), url.clone(), photo.clone());
+            tokio::spawn(async move { client.post(&url, photo).await })
+        })
+        .collect();
+    // Another client meanwhile: its probes and its own image.
+    let other = HttpClient::from_address("127.0.0.2".parse().expect("ip"), Duration::from_secs(30));
+    let health = app.url("/healthz");
+    let mut probes = Vec::new();
+    while uploads.iter().any(|u| !u.is_finished()) {
+        let t = Instant::now();
+        let r = other.get(&health).await.expect("healthz during the flood");
+        probes.push((r.status.as_u16(), t.elapsed()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let flood_took = started.elapsed();
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for upload in uploads {
+        let r = upload.await.expect("task").unwrap_or_else(|e| panic!("an upload got no answer: {e}"));
+        match r.status.as_u16() {
+            200 => assert!(r.body.len() > 1000, "a 200 carries the image"),
+            503 => assert_error(&r, 503, "overloaded"),
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+        *by_status.entry(r.status.as_u16()).or_default() += 1;
+    }
+    let peak = stack::process::memory(pid);
+    let after = other.post(&url, photo.clone()).await.expect("an image after the flood");
+    assert_eq!(after.status.as_u16(), 200, "{}", after.text());
+
+    let worst_probe = probes.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    println!(
+        "{UPLOADS} concurrent uploads of cat_720p.jpg ({} runtime): {by_status:?} in {:.1} s\n\
+         VmRSS idle {} MiB, peak (VmHWM) {} MiB, cap {CAP_MIB} MiB\n\
+         /healthz from another client during the flood: {} probes, all {:?}, slowest {} ms",
+        stack.runtime.name(),
+        flood_took.as_secs_f64(),
+        idle.rss_kib / 1024,
+        peak.peak_kib / 1024,
+        probes.len(),
+        probes.iter().map(|(s, _)| *s).collect::<std::collections::BTreeSet<_>>(),
+        worst_probe.as_millis(),
+    );
+    assert!(by_status.get(&200).copied().unwrap_or(0) > 0, "some uploads were served");
+    assert!(probes.iter().all(|(s, _)| *s == 200), "health answered 200 throughout: {probes:?}");
+    assert!(peak.peak_kib / 1024 < CAP_MIB, "peak RSS {} MiB over the {CAP_MIB} MiB cap", peak.peak_kib / 1024);
 }

@@ -182,6 +182,30 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// Memory of a process from `/proc/<pid>/status`, in KiB (0 when unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident now (`VmRSS`).
+    pub rss_kib: u64,
+    /// Of which anonymous: heap and stacks, not mapped files (`RssAnon`).
+    pub anon_kib: u64,
+    /// The most ever resident (`VmHWM`): the peak a memory cap must hold.
+    pub peak_kib: u64,
+}
+
+pub fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory { rss_kib: field("VmRSS:"), anon_kib: field("RssAnon:"), peak_kib: field("VmHWM:") }
+}
+
 /// The executable path of `pid`, to check a recorded pid is still ours.
 pub fn pid_exe(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
