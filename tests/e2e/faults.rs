@@ -3,11 +3,18 @@
 //! stop and start Redis, kill the grayscale sidecar and start it again.
 //! Afterwards every request answered 2xx has its event (none lost: spooled
 //! ones are delivered once events-service is back), nothing is recorded
-//! twice, and everything is healthy again without a manual step. Loopback
-//! only, bounded in time; the figures are printed.
+//! twice, each fault raised its alert in the stack's Prometheus, and
+//! everything is healthy again without a manual step. Loopback only,
+//! bounded in time; the figures are printed.
+//!
+//! The faults last seconds, not the alerts' `for:` (30 s and more), so here
+//! an alert counts once Prometheus saw its condition (state pending or
+//! firing); `observability::sidecar_down_and_database_unreachable_alerts_fire`
+//! holds faults long enough to see alerts fire.
 
 use crate::support::start_with;
-use stack::{Service, Stack, StackOptions};
+use stack::{HttpClient, Service, Stack, StackOptions};
+use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,6 +24,35 @@ const DURATION_SECS: u64 = 80;
 async fn events_count(stack: &Stack) -> Option<u64> {
     let r = stack.client.get(&stack.service(Service::Events).url("/events/count")).await.ok()?;
     r.status.is_success().then(|| r.json()["count"].as_u64()).flatten()
+}
+
+/// The alerts each fault must raise: (fault, alert, app_id). Redis has no
+/// alert of its own: daprd reports its state-store errors to the services,
+/// which answer 5xx (HighErrorRatio, over minutes) or spool.
+const EXPECTED_ALERTS: [(&str, &str, &str); 4] = [
+    ("kill -9 events-service", "ServiceDown", "events-service"),
+    ("kill -9 events-service", "EventsSpoolGrowing", "image-api-grayscale"),
+    ("MariaDB stopped", "EventsDatabaseUnreachable", "events-service"),
+    ("kill -9 the grayscale daprd", "DaprSidecarDown", "image-api-grayscale"),
+];
+
+/// (alertname, app_id) of every alert pending or firing, now or (with
+/// `range`) at any evaluation within it.
+async fn alerts_seen(stack: &Stack, range: Option<&str>) -> BTreeSet<(String, String)> {
+    let prom = stack.prometheus.as_ref().expect("prometheus");
+    let query = match range {
+        Some(range) => format!("max_over_time(ALERTS[{range}])"),
+        None => "ALERTS".to_owned(),
+    };
+    let client = HttpClient::new(Duration::from_secs(10));
+    let series = prom.query(&client, &query).await.unwrap_or_else(|e| panic!("{e}"));
+    series
+        .iter()
+        .map(|s| {
+            let label = |name: &str| s["metric"][name].as_str().unwrap_or_default().to_owned();
+            (label("alertname"), label("app_id"))
+        })
+        .collect()
 }
 
 /// Runs `fault`, then `recover`, and returns how long recovery took until
@@ -40,6 +76,9 @@ async fn faults_under_load_lose_nothing_acknowledged() {
     let mut stack = start_with(
         StackOptions::test(&[Service::Events, Service::Grayscale])
             .with_own_database()
+            .with_prometheus()
+            // Pinged often enough for Prometheus (5 s scrapes) to see a short outage.
+            .with_env("DB_HEALTH_INTERVAL_MS", "1000")
             // One client here: the limiter would answer 429 to the load itself.
             .with_env("RATE_LIMIT_POLICIES", "")
             .with_env("EVENT_SPOOL_DRAIN_MS", "500"),
@@ -94,7 +133,8 @@ async fn faults_under_load_lose_nothing_acknowledged() {
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     stack.service_mut(Service::Grayscale).sidecar.kill();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Longer than a scrape interval (5 s), so Prometheus sees it down.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let t = Instant::now();
     stack.service_mut(Service::Grayscale).sidecar.restart(Duration::from_secs(60)).await.expect("sidecar back");
     recoveries.push(("kill -9 the grayscale daprd", recovery(&stack, t).await));
@@ -126,6 +166,23 @@ async fn faults_under_load_lose_nothing_acknowledged() {
     );
     for (fault, took) in &recoveries {
         println!("  recovery after {fault}: {:.1} s", took.as_secs_f64());
+    }
+    let window = format!("{}s", started.elapsed().as_secs() + 30);
+    let seen = alerts_seen(&stack, Some(&window)).await;
+    println!("  alerts pending or firing during the run: {seen:?}");
+    for (fault, alert, app_id) in EXPECTED_ALERTS {
+        assert!(seen.contains(&(alert.to_owned(), app_id.to_owned())), "{fault}: no {alert} for {app_id}; seen {seen:?}");
+    }
+    // And they clear by themselves once the fault is over.
+    let faults: BTreeSet<_> = EXPECTED_ALERTS.iter().map(|(_, alert, _)| *alert).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let still: Vec<_> = alerts_seen(&stack, None).await.into_iter().filter(|(a, _)| faults.contains(a.as_str())).collect();
+        if still.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alerts still raised a minute after the run: {still:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     assert!(v["acknowledged"].as_u64().unwrap_or(0) > 100, "the load ran: {report}");
     assert_eq!(v["lost"], 0, "every acknowledged request has its event: {v}");
