@@ -20,7 +20,8 @@ use opentelemetry_sdk::Resource;
 use std::sync::OnceLock;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter, Layer};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::{fmt, Layer};
 
 /// Telemetry settings, from the environment like everything else.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +76,7 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 /// Installs the global subscriber. A second call in one process (tests that
 /// start several apps) keeps the first set-up.
 pub fn init(config: TelemetryConfig) -> Telemetry {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let logs = if config.pretty_logs {
         fmt::layer().with_writer(std::io::stderr).boxed()
     } else {
@@ -106,6 +107,21 @@ pub fn init(config: TelemetryConfig) -> Telemetry {
     Telemetry { spans: if installed { spans } else { None }, config }
 }
 
+/// `RUST_LOG` as `level` or `target=level` directives, comma-separated
+/// (`info,kit=debug,hyper=warn`); unset or unreadable means `info`.
+/// `Targets` rather than `EnvFilter`: no span or field directives, but no
+/// regex engine either, which is a third of a megabyte of every `.wasm`.
+fn log_filter(directives: Option<&str>) -> Targets {
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    match directives.map(str::trim).filter(|d| !d.is_empty()) {
+        None => info(),
+        Some(d) => d.parse().unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={d:?} is not a list of target=level directives ({e}); logging at info");
+            info()
+        }),
+    }
+}
+
 impl Telemetry {
     /// Starts exporting spans from a task on the current runtime. The handle
     /// flushes what is left when the service stops.
@@ -117,6 +133,25 @@ impl Telemetry {
                 tracing::info!("ZIPKIN_ENDPOINT is empty: spans are not exported");
                 None
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_directives_set_levels_per_target_and_default_to_info() {
+        let f = log_filter(Some("warn,kit=debug"));
+        assert!(f.would_enable("kit::http", &Level::DEBUG));
+        assert!(!f.would_enable("hyper", &Level::INFO));
+        assert!(f.would_enable("hyper", &Level::WARN));
+        for unset in [None, Some(""), Some("kit=nonsense")] {
+            let f = log_filter(unset);
+            assert!(f.would_enable("kit", &Level::INFO), "{unset:?}");
+            assert!(!f.would_enable("kit", &Level::DEBUG), "{unset:?}");
         }
     }
 }
