@@ -46,7 +46,7 @@ build: deps
 
 # The same source for WebAssembly: every service must keep building for it.
 wasm: deps
-	cargo build --release --target $(WASM_TARGET) $(SERVICES)
+	cargo build --profile wasm --target $(WASM_TARGET) $(SERVICES)
 
 # WasmEdge (Debian trixie's, in a chroot under .cache/) and the services
 # AOT-compiled for it; both cached, so a second run takes seconds.
@@ -75,7 +75,7 @@ test: daprd zipkin
 	cargo test --workspace --no-fail-fast -- --skip runtimes::
 	$(MAKE) --no-print-directory wasmedge
 	STACK_RUNTIME=wasmedge cargo test --workspace --test e2e --no-fail-fast
-	cargo check --release --target $(WASM_TARGET) -p image-api-classify --features wasmedge-tflite
+	cargo check --profile wasm --target $(WASM_TARGET) -p image-api-classify --features wasmedge-tflite
 
 # The web front alone: nginx's config from Rust, then the page in Debian's
 # Chromium (web/tests, npm ci when web/node_modules is stale). --workspace

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 root=${WASMEDGE_ROOT:-$PWD/.cache/wasmedge-root}
-built=${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release
+built=${CARGO_TARGET_DIR:-target}/wasm32-wasip1/wasm
 shared=${STACK_SHARED_DIR:-../shared}
 services=(image-api-grayscale image-api-classify events-service)
 

@@ -57,7 +57,7 @@ pub fn wasmedge_root() -> PathBuf {
     from_env("WASMEDGE_ROOT").unwrap_or_else(|| repo_root().join(".cache/wasmedge-root"))
 }
 
-/// Where cargo puts the services built for `wasm32-wasip1` in release.
+/// Where cargo puts the services built for `wasm32-wasip1` (profile `wasm`).
 pub fn wasm_build_dir() -> PathBuf {
-    from_env("CARGO_TARGET_DIR").unwrap_or_else(|| repo_root().join("target")).join("wasm32-wasip1/release")
+    from_env("CARGO_TARGET_DIR").unwrap_or_else(|| repo_root().join("target")).join("wasm32-wasip1/wasm")
 }
