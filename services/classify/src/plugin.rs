@@ -21,7 +21,7 @@ use crate::backend::InferenceBackend;
 use crate::ClassifyError;
 use std::path::Path;
 use std::sync::Mutex;
-use tract_tflite::tflite::{root_as_model, Tensor, TensorType};
+use crate::tflite_file::{self, Tensor, TensorType};
 
 /// What the backend is called in `CLASSIFY_BACKEND` and in errors.
 pub const NAME: &str = "wasmedge-tflite";
@@ -74,8 +74,8 @@ pub enum PluginError {
         "WasmEdge's TensorFlow Lite plugin did not load the model ({0}). A WasmEdge without the \
          plugin answers every wasmedge_tensorflowlite call so (it logs \"WasmEdge-TensorflowLite \
          plugin not installed\" just before this): install the plugin \
-         (libwasmedgePluginWasmEdgeTensorflowLite.so in WasmEdge's plugin path), or set \
-         CLASSIFY_BACKEND=tract"
+         (libwasmedgePluginWasmEdgeTensorflowLite.so in WasmEdge's plugin path), or run a build \
+         with tract (the default) and CLASSIFY_BACKEND=tract"
     )]
     NoSession(Errno),
     #[error("WasmEdge's TensorFlow Lite plugin failed in {call} ({errno})")]
@@ -134,34 +134,31 @@ impl TensorInfo {
         self.len() * self.element.size()
     }
 
-    fn read(tensor: &Tensor<'_>) -> Result<TensorInfo, String> {
-        let name = tensor.name().ok_or("a tensor has no name")?.to_owned();
-        let element = match tensor.type_() {
+    fn read(tensor: &Tensor) -> Result<TensorInfo, String> {
+        let name = tensor.name.clone().ok_or("a tensor has no name")?;
+        let element = match tensor.type_ {
             TensorType::FLOAT32 => Element::F32,
             TensorType::UINT8 => Element::U8,
             TensorType::INT8 => Element::I8,
             other => {
                 return Err(format!(
-                    "tensor {name:?} is {other:?}; expected FLOAT32, UINT8 or INT8"
+                    "tensor {name:?} is {}; expected FLOAT32, UINT8 or INT8",
+                    other.name()
                 ))
             }
         };
         let shape = tensor
-            .shape()
+            .shape
+            .as_ref()
             .ok_or_else(|| format!("tensor {name:?} has no shape"))?
             .iter()
-            .map(|d| usize::try_from(d).map_err(|_| format!("tensor {name:?} has a dimension {d}")))
+            .map(|&d| usize::try_from(d).map_err(|_| format!("tensor {name:?} has a dimension {d}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let quantization = tensor.quantization().and_then(|q| {
-            let scale = q.scale()?.iter().next()?;
-            let zero_point = q.zero_point()?.iter().next().unwrap_or(0);
-            Some((scale, zero_point))
-        });
         Ok(TensorInfo {
             name,
             element,
             shape,
-            quantization,
+            quantization: tensor.quantization,
         })
     }
 
@@ -217,31 +214,19 @@ impl ModelIo {
     /// The single 1xHxWx3 image input and single class-vector output of a
     /// TFLite image classifier.
     pub fn read(model: &[u8]) -> Result<ModelIo, String> {
-        if model.get(4..8) != Some(tract_tflite::tflite::MODEL_IDENTIFIER.as_bytes()) {
-            return Err("not a TensorFlow Lite model (no TFL3 file identifier)".into());
-        }
-        let model = root_as_model(model)
-            .map_err(|e| format!("not a valid TensorFlow Lite flatbuffer: {e}"))?;
-        let graph = model
-            .subgraphs()
-            .and_then(|g| g.iter().next())
-            .ok_or("the model has no subgraph")?;
-        let tensors = graph.tensors().ok_or("the subgraph has no tensors")?;
-        let one = |list: Option<flatbuffers::Vector<'_, i32>>,
-                   what: &str|
-         -> Result<TensorInfo, String> {
-            let list: Vec<i32> = list.map(|l| l.iter().collect()).unwrap_or_default();
+        let graph = tflite_file::first_graph(model)?;
+        let one = |list: &[i32], what: &str| -> Result<TensorInfo, String> {
             let [index] = list[..] else {
                 return Err(format!("expected one {what}, the model has {}", list.len()));
             };
-            let index = usize::try_from(index)
+            let tensor = usize::try_from(index)
                 .ok()
-                .filter(|&i| i < tensors.len())
+                .and_then(|i| graph.tensors.get(i))
                 .ok_or_else(|| format!("bad {what} tensor index {index}"))?;
-            TensorInfo::read(&tensors.get(index))
+            TensorInfo::read(tensor)
         };
-        let input = one(graph.inputs(), "input")?;
-        let output = one(graph.outputs(), "output")?;
+        let input = one(&graph.inputs, "input")?;
+        let output = one(&graph.outputs, "output")?;
         if !matches!(input.shape[..], [1, h, w, 3] if h > 0 && w > 0 && u32::try_from(h.max(w)).is_ok())
         {
             return Err(format!("input shape {:?} is not 1xHxWx3", input.shape));
