@@ -1,24 +1,34 @@
 //! Inference backends: something that runs the model on a preprocessed
 //! NHWC float image and returns one probability per class.
 
-use crate::dequantize::{dequantize_tflite, DequantizeError};
 use crate::ClassifyError;
 use std::path::Path;
-use tract_tflite::internal::*;
 
 /// Which backend runs the model (`CLASSIFY_BACKEND`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackendKind {
     /// tract, on the model dequantized to float32 at load time. Pure Rust,
     /// so it runs natively and in `wasm32-wasip1` without any host plugin.
-    #[default]
+    /// The cargo feature `tract` (default).
     Tract,
     /// WasmEdge's TensorFlow Lite plugin on the quantized model, as the
     /// original template ran it (see [`crate::plugin`]). Only in a
     /// `wasm32-wasip1` build with the cargo feature `wasmedge-tflite`, and
     /// only on a WasmEdge that has the plugin.
     WasmEdgeTflite,
+}
+
+/// tract when the build has it; otherwise the plugin, the only backend a
+/// `--no-default-features --features wasmedge-tflite` build has.
+impl Default for BackendKind {
+    fn default() -> Self {
+        if cfg!(feature = "tract") {
+            BackendKind::Tract
+        } else {
+            BackendKind::WasmEdgeTflite
+        }
+    }
 }
 
 impl BackendKind {
@@ -50,17 +60,34 @@ impl BackendKind {
     pub fn available(self) -> Result<(), String> {
         availability(
             self,
-            cfg!(feature = "wasmedge-tflite"),
-            cfg!(target_os = "wasi"),
+            Build {
+                tract: cfg!(feature = "tract"),
+                plugin: cfg!(feature = "wasmedge-tflite"),
+                wasi: cfg!(target_os = "wasi"),
+            },
         )
     }
 }
 
-/// [`BackendKind::available`] for a build with or without the cargo feature
-/// `wasmedge-tflite`, for `wasm32-wasip1` or not (a function of both, so
+/// What a build has: the cargo features `tract` and `wasmedge-tflite`, and
+/// whether it is for `wasm32-wasip1`.
+#[derive(Debug, Clone, Copy)]
+struct Build {
+    tract: bool,
+    plugin: bool,
+    wasi: bool,
+}
+
+/// [`BackendKind::available`] for any [`Build`] (a function of all three, so
 /// every case is tested in any build).
-fn availability(kind: BackendKind, feature: bool, wasi: bool) -> Result<(), String> {
+fn availability(kind: BackendKind, build: Build) -> Result<(), String> {
+    let Build { tract, plugin: feature, wasi } = build;
     match kind {
+        BackendKind::Tract if !tract => Err(
+            "this build of image-api-classify has no tract backend: it was built without the \
+             default cargo feature `tract` (a wasmedge-tflite-only module); use wasmedge-tflite"
+                .into(),
+        ),
         BackendKind::Tract => Ok(()),
         BackendKind::WasmEdgeTflite if !feature => Err(
             "this build of image-api-classify has no wasmedge-tflite backend: it is compiled in only \
@@ -100,9 +127,23 @@ pub fn load_backend(
             reason,
         })?;
     match kind {
-        BackendKind::Tract => Ok(Box::new(TractBackend::load(path)?)),
+        BackendKind::Tract => load_tract(path),
         BackendKind::WasmEdgeTflite => load_plugin(path),
     }
+}
+
+#[cfg(feature = "tract")]
+fn load_tract(path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    Ok(Box::new(crate::tract_backend::TractBackend::load(path)?))
+}
+
+#[cfg(not(feature = "tract"))]
+fn load_tract(_path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    // available() said no already; this keeps the match total.
+    Err(ClassifyError::BackendUnavailable {
+        backend: "tract",
+        reason: BackendKind::Tract.available().err().unwrap_or_default(),
+    })
 }
 
 #[cfg(all(feature = "wasmedge-tflite", target_os = "wasi"))]
@@ -123,149 +164,19 @@ fn load_plugin(_path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError>
     })
 }
 
-/// tract on the float32 version of the model.
-pub struct TractBackend {
-    plan: Arc<TypedRunnableModel>,
-    /// Input shape [1, H, W, 3].
-    input_shape: [usize; 4],
-    output_len: usize,
-}
-
-impl std::fmt::Debug for TractBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TractBackend")
-            .field("input_shape", &self.input_shape)
-            .field("output_len", &self.output_len)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TractBackend {
-    pub fn load(path: &Path) -> Result<Self, ClassifyError> {
-        let bytes = std::fs::read(path).map_err(|source| ClassifyError::ModelUnreadable {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_bytes(&bytes).map_err(|reason| ClassifyError::InvalidModel {
-            path: path.to_owned(),
-            reason,
-        })
-    }
-
-    /// Dequantize, parse, type-check and optimise the model in `bytes`.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let float_model = dequantize_tflite(bytes).map_err(|e: DequantizeError| e.to_string())?;
-        let tract_err = |e: TractError| format!("{e:#}");
-        let model = tract_tflite::tflite()
-            .model_for_read(&mut float_model.as_slice())
-            .map_err(tract_err)?;
-        let input_shape = image_input_shape(&model).map_err(tract_err)?;
-        let output_len = output_len(&model).map_err(tract_err)?;
-        let plan = model
-            .into_optimized()
-            .map_err(tract_err)?
-            .into_runnable()
-            .map_err(tract_err)?;
-        Ok(Self {
-            plan,
-            input_shape,
-            output_len,
-        })
-    }
-}
-
-/// The model's single input must be a float 1xHxWx3 image.
-fn image_input_shape(model: &TypedModel) -> TractResult<[usize; 4]> {
-    ensure!(
-        model.inputs.len() == 1,
-        "expected one input, the model has {}",
-        model.inputs.len()
-    );
-    let fact = model.input_fact(0)?;
-    ensure!(
-        fact.datum_type == f32::datum_type(),
-        "input is {:?}, expected f32",
-        fact.datum_type
-    );
-    let shape = fact
-        .shape
-        .as_concrete()
-        .context("the input shape is not fixed")?;
-    match *shape {
-        [1, h, w, 3] if h > 0 && w > 0 && u32::try_from(h.max(w)).is_ok() => Ok([1, h, w, 3]),
-        _ => bail!("input shape {shape:?} is not 1xHxWx3"),
-    }
-}
-
-/// The model's single output must be a float 1xN (or N) class vector.
-fn output_len(model: &TypedModel) -> TractResult<usize> {
-    ensure!(
-        model.outputs.len() == 1,
-        "expected one output, the model has {}",
-        model.outputs.len()
-    );
-    let fact = model.output_fact(0)?;
-    ensure!(
-        fact.datum_type == f32::datum_type(),
-        "output is {:?}, expected f32",
-        fact.datum_type
-    );
-    let shape = fact
-        .shape
-        .as_concrete()
-        .context("the output shape is not fixed")?;
-    let len: usize = shape.iter().product();
-    ensure!(
-        len > 0 && shape.iter().filter(|&&d| d != 1).count() <= 1,
-        "output shape {shape:?} is not a class vector"
-    );
-    Ok(len)
-}
-
-impl InferenceBackend for TractBackend {
-    fn input_size(&self) -> (u32, u32) {
-        // Both fit in u32: checked when the model was loaded.
-        let [_, h, w, _] = self.input_shape;
-        (
-            u32::try_from(w).unwrap_or(u32::MAX),
-            u32::try_from(h).unwrap_or(u32::MAX),
-        )
-    }
-
-    fn output_len(&self) -> usize {
-        self.output_len
-    }
-
-    fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
-        let failed = |e: TractError| ClassifyError::Inference(format!("{e:#}"));
-        let tensor = Tensor::from_shape(&self.input_shape, input).map_err(failed)?;
-        let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(failed)?;
-        let output = outputs
-            .first()
-            .ok_or_else(|| ClassifyError::Inference("no output".into()))?;
-        let probabilities = output
-            .try_as_plain_ram()
-            .and_then(|p| p.as_slice::<f32>().map(<[f32]>::to_vec))
-            .map_err(failed)?;
-        if probabilities.len() != self.output_len {
-            return Err(ClassifyError::Inference(format!(
-                "the model answered {} values, expected {}",
-                probabilities.len(),
-                self.output_len
-            )));
-        }
-        Ok(probabilities)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(BackendKind::parse("tract"), Ok(BackendKind::Tract));
-        assert_eq!(BackendKind::parse(" tract "), Ok(BackendKind::Tract));
+        if cfg!(feature = "tract") {
+            assert_eq!(BackendKind::parse("tract"), Ok(BackendKind::Tract));
+            assert_eq!(BackendKind::parse(" tract "), Ok(BackendKind::Tract));
+        } else {
+            let without = BackendKind::parse("tract").expect_err("no tract in this build");
+            assert!(without.contains("feature `tract`"), "{without}");
+        }
         for kind in BackendKind::ALL {
             assert_eq!(
                 BackendKind::ALL
@@ -286,16 +197,25 @@ mod tests {
     #[test]
     fn wasmedge_tflite_needs_the_feature_and_wasm() {
         let kind = BackendKind::WasmEdgeTflite;
-        let no_feature = availability(kind, false, true).expect_err("refused");
+        let build = |tract, plugin, wasi| Build { tract, plugin, wasi };
+        let no_feature = availability(kind, build(true, false, true)).expect_err("refused");
         assert!(
             no_feature.contains("--features wasmedge-tflite"),
             "{no_feature}"
         );
-        assert_eq!(availability(kind, false, false), Err(no_feature));
-        let native = availability(kind, true, false).expect_err("refused");
+        assert_eq!(availability(kind, build(true, false, false)), Err(no_feature));
+        let native = availability(kind, build(true, true, false)).expect_err("refused");
         assert!(native.contains("native build"), "{native}");
-        assert_eq!(availability(kind, true, true), Ok(()));
-        assert_eq!(availability(BackendKind::Tract, false, false), Ok(()));
+        assert_eq!(availability(kind, build(true, true, true)), Ok(()));
+        assert_eq!(availability(kind, build(false, true, true)), Ok(()));
+    }
+
+    #[test]
+    fn tract_needs_its_feature() {
+        let build = |tract| Build { tract, plugin: true, wasi: true };
+        assert_eq!(availability(BackendKind::Tract, build(true)), Ok(()));
+        let without = availability(BackendKind::Tract, build(false)).expect_err("refused");
+        assert!(without.contains("feature `tract`"), "{without}");
     }
 
     #[test]

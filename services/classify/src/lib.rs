@@ -8,12 +8,18 @@
 //! public so the service can time or trace them one by one.
 
 pub mod backend;
+#[cfg(feature = "tract")]
 pub mod dequantize;
 mod error;
 pub mod plugin;
 pub mod preprocess;
+pub mod tflite_file;
+#[cfg(feature = "tract")]
+mod tract_backend;
 
-pub use backend::{BackendKind, InferenceBackend, TractBackend};
+pub use backend::{BackendKind, InferenceBackend};
+#[cfg(feature = "tract")]
+pub use tract_backend::TractBackend;
 pub use error::ClassifyError;
 pub use kit::imaging::ImageLimits;
 
@@ -216,5 +222,5 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>, ClassifyError> {
     Ok(text.lines().map(|l| l.trim_end().to_owned()).collect())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tract"))]
 mod tests;
