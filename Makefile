@@ -8,6 +8,7 @@ SHELL := /bin/bash
 export CFLAGS_wasm32_wasip1 := --target=wasm32-wasi
 WASM_TARGET := wasm32-wasip1
 SERVICES := -p image-api-grayscale -p image-api-classify -p events-service
+WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
@@ -45,7 +46,13 @@ build: deps
 	cargo build --release --bins
 
 # The same source for WebAssembly: every service must keep building for it.
+# classify is also built with only WasmEdge's TFLite plugin backend, as the
+# original template ran it, and kept as image-api-classify-tflite.wasm. That
+# build goes first: both write image-api-classify.wasm, and the services'
+# build must have the last word.
 wasm: deps
+	cargo build --profile wasm --target $(WASM_TARGET) -p image-api-classify --no-default-features --features wasmedge-tflite
+	cp $(WASM_OUT)/image-api-classify.wasm $(WASM_OUT)/image-api-classify-tflite.wasm
 	cargo build --profile wasm --target $(WASM_TARGET) $(SERVICES)
 
 # WasmEdge (Debian trixie's, in a chroot under .cache/) and the services

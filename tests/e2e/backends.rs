@@ -1,10 +1,12 @@
 //! classify's inference backend is chosen by `CLASSIFY_BACKEND` at start-up:
 //! a value the build cannot serve stops the service before it listens, with
-//! a message naming the variable, on either runtime. (The builds here have no
-//! `wasmedge-tflite` feature; that backend's own start-up error without the
-//! WasmEdge plugin is covered by the classify crate's unit tests.)
+//! a message naming the variable, on either runtime. The services' builds
+//! have no `wasmedge-tflite` feature; the plugin-only classify module `make
+//! wasm` also builds is run under the real WasmEdge, which has no plugin
+//! here, to see it refuse to start and say why.
 
-use stack::{Service, Stack, StackOptions};
+use stack::{Runtime, Service, Stack, StackOptions};
+use std::time::Duration;
 
 async fn refused(backend: &str) -> String {
     let opts = StackOptions::test(&[Service::Classify]).with_env("CLASSIFY_BACKEND", backend);
@@ -27,4 +29,30 @@ async fn classify_refuses_a_backend_it_does_not_have_at_start_up() {
         absent.contains(r#"invalid configuration CLASSIFY_BACKEND="wasmedge-tflite": this build of image-api-classify has no wasmedge-tflite backend"#),
         "{absent}"
     );
+}
+
+/// The plugin-only classify module on Debian's WasmEdge (no TFLite plugin):
+/// it instantiates (WasmEdge stands in a placeholder module for the plugin),
+/// then fails its first plugin call at start-up and exits with a message
+/// naming the plugin, before it listens: not a crash on the first request.
+#[tokio::test]
+async fn the_tflite_plugin_build_stops_at_start_up_without_the_plugin() {
+    if stack::Runtime::from_env().ok() != Some(Runtime::WasmEdge) {
+        println!("a WasmEdge test: STACK_RUNTIME=wasmedge runs it (make test does)");
+        return;
+    }
+    let env = [("APP_PORT".to_owned(), stack::free_port().to_string())];
+    let mut cmd = stack::service::wasmedge_tflite_classify_command(&env);
+    let out = tokio::time::timeout(Duration::from_secs(120), tokio::task::spawn_blocking(move || cmd.output()))
+        .await
+        .expect("it stopped within 2 minutes")
+        .expect("join")
+        .expect("wasmedge ran");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "it exited with an error: {log}");
+    assert!(log.contains("wasmedge-tflite"), "the error names the backend: {log}");
+    assert!(log.to_lowercase().contains("plugin"), "the error names the plugin: {log}");
+    assert!(!log.contains("panicked"), "a clean stop, not a panic: {log}");
+    assert!(!log.contains("\"listening\""), "it stopped before it listened: {log}");
+    println!("{}", log.lines().filter(|l| l.contains("plugin")).collect::<Vec<_>>().join("\n"));
 }

@@ -212,6 +212,20 @@ pub fn wasmedge_interpreter_command(service: Service, env: &[(String, String)]) 
     wasmedge_command(service, env, &format!("{ROOT_WASM_DIR}/{}.wasm", service.binary()), &["--force-interpreter"])
 }
 
+/// classify built with only the WasmEdge TensorFlow Lite plugin backend
+/// (`make wasm` keeps it as `image-api-classify-tflite.wasm`; `make
+/// wasmedge` copies it into the root), under the interpreter, with `env`
+/// beside the model paths. Debian's WasmEdge has no plugin, so all it can do
+/// here is refuse to start; the tests check that it says why.
+pub fn wasmedge_tflite_classify_command(env: &[(String, String)]) -> Command {
+    let mut all = Service::Classify.env(Runtime::WasmEdge);
+    all.extend_from_slice(env);
+    wasmedge_command(Service::Classify, &all, &format!("{ROOT_WASM_DIR}/{TFLITE_CLASSIFY}.wasm"), &["--force-interpreter"])
+}
+
+/// The name `make wasm` gives the plugin-only classify module.
+pub const TFLITE_CLASSIFY: &str = "image-api-classify-tflite";
+
 /// `chroot <root> wasmedge [flags] --dir … --env … -- <module>`. chroot execs
 /// wasmedge, so the pid we record is wasmedge's and PR_SET_PDEATHSIG (set
 /// before exec) still applies to it. The module's environment is only what
