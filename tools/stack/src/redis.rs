@@ -26,7 +26,11 @@ impl Redis {
     async fn launch(&mut self) -> Result<(), Error> {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"])
+            // Durable across a stop and start: the event spool (kit::spool)
+            // holds acknowledged events here. The append-only file is
+            // fsynced every second and flushed on shutdown.
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+            .args(["--daemonize", "no", "--protected-mode", "yes"])
             .arg("--dir")
             .arg(&self.dir);
         self.proc = Some(Proc::spawn("redis", cmd, &self.dir.join("redis.log"), self.mode.clone())?);
