@@ -51,7 +51,7 @@ fn counter(metrics: &str, name: &str, outcome: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn an_image_answered_while_events_is_down_is_recorded_once_when_it_is_back() {
+async fn an_image_answered_while_events_is_down_is_recorded_once_when_it_is_back_even_across_a_redis_restart() {
     let mut stack = start_with(
         StackOptions::test(&[Service::Events, Service::Grayscale]).with_env("EVENT_SPOOL_DRAIN_MS", "300"),
     )
@@ -70,6 +70,8 @@ async fn an_image_answered_while_events_is_down_is_recorded_once_when_it_is_back
     }
     let metrics = c.get(&gray_metrics).await.expect("metrics").text();
     assert_eq!(counter(&metrics, "events_spool_total", "spooled"), answered, "{metrics}");
+    // The spool is in the state store: a Redis restart meanwhile loses none.
+    stack.redis.restart().await.expect("Redis back");
 
     stack.service_mut(Service::Events).restart(Duration::from_secs(60)).await.expect("events back");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
