@@ -8,21 +8,29 @@ use image_api_grayscale::{encode_png, LumaImage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    // [channels-and-width: 2 bytes][pixels...]; height is what fits.
-    let Some((&[a, b], pixels)) = data.split_first_chunk::<2>() else { return };
+    // [alpha flag + width: 2 bytes][copies: 1 byte][rows...]. The rows are
+    // stacked `copies % 64 + 1` times so that a few KiB of input (libFuzzer
+    // keeps inputs that small for minutes) can span several 64 KiB DEFLATE
+    // blocks; more copies made iterations too slow. Each copy's bytes are
+    // remapped by an odd multiplier and an XOR of its index (a bijection),
+    // so the blocks' statistics differ.
+    let Some((&[a, b, copies], rows)) = data.split_first_chunk::<3>() else { return };
+    let copies = copies % 64;
     let has_alpha = a & 0x80 != 0;
     let channels = if has_alpha { 2 } else { 1 };
     let width = u32::from(u16::from_be_bytes([a & 0x7f, b])) % 4096 + 1;
     let row = width as usize * channels;
-    let height = pixels.len() / row;
-    if height == 0 {
+    let rows = &rows[..rows.len() / row * row];
+    if rows.is_empty() {
         return;
     }
+    let pixels: Vec<u8> =
+        (0..=copies).flat_map(|copy| rows.iter().map(move |&p| p.wrapping_mul(copy.wrapping_mul(2) | 1) ^ copy)).collect();
     let luma = LumaImage {
         width,
-        height: height as u32,
+        height: (pixels.len() / row) as u32,
         has_alpha,
-        pixels: pixels[..row * height].to_vec(),
+        pixels,
         source_format: ImageFormat::Png,
     };
     let png = encode_png(&luma).expect("well-formed pixels encode");
