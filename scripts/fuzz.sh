@@ -113,7 +113,7 @@ extra_args() {
 # One libFuzzer stat from the log, or "?" (a crash can cut the output short).
 stat_of() {
   local value
-  value=$(grep -m1 "^stat::$1:" "$2" | awk '{print $2}')
+  value=$(grep -m1 "^stat::$1:" "$2" | awk '{print $2}' || true)
   echo "${value:-?}"
 }
 
@@ -160,7 +160,7 @@ for target in "${targets[@]}"; do
   # The last status line: "#<runs> DONE cov: <edges> ft: <features> corp: <n>/<size> ...".
   # libFuzzer's corpus is what it keeps in memory; the folder also holds
   # inputs it later replaced with smaller ones.
-  last=$(grep -E '^#[0-9]+' "$log" | tail -n1)
+  last=$(grep -E '^#[0-9]+' "$log" | tail -n1 || true)
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<< "$last")
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<< "$last")
   corp=$(sed -nE 's/.* corp: ([0-9]+\/[0-9]+[a-zA-Z]*).*/\1/p' <<< "$last")
