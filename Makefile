@@ -12,7 +12,7 @@ WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy fuzz
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -31,6 +31,8 @@ help:
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
 	@echo "make bench-loadgen   loadgen beside oha: rate accuracy, p50, CPU per request"
 	@echo "make bench-ratelimit the rate limiter's added latency, p50/p99, against limiting off"
+	@echo "make fuzz    the libFuzzer targets in fuzz/, FUZZ_SECONDS (default 120) each; not part of"
+	@echo "             make test. FUZZ_TARGETS=\"grayscale event_json\" runs only those"
 
 deps:
 	@scripts/deps.sh
@@ -135,3 +137,19 @@ bench-loadgen: $(OHA)
 bench-ratelimit: daprd
 	cargo build --release -p image-api-grayscale
 	cargo bench -p stack-tests --bench ratelimit
+
+# libFuzzer on what the services do with untrusted bytes (fuzz/: image intake,
+# grayscale, classify's preprocessing, the event JSON), FUZZ_SECONDS each, one
+# worker, a summary line per target (scripts/fuzz.sh). Never part of `make
+# test`: it runs for minutes and needs nightly (or RUSTC_BOOTSTRAP). cargo-fuzz
+# is built once (cargo install, about a minute) into .cache/tools/.
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := .cache/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS ?=
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root .cache/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+
+fuzz: $(CARGO_FUZZ)
+	@CARGO_FUZZ=$(CURDIR)/$(CARGO_FUZZ) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)

@@ -176,9 +176,8 @@ impl Classifier {
         image_bytes: &[u8],
         limits: &ImageLimits,
     ) -> Result<Vec<f32>, ClassifyError> {
-        let image = kit::imaging::decode(image_bytes, limits)?.into_rgb8();
         let (width, height) = self.input_size();
-        Ok(preprocess::to_input(&image, width, height))
+        preprocess::decode_to_input(image_bytes, limits, width, height)
     }
 
     /// Run the model: one probability per label.

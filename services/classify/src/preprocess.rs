@@ -4,7 +4,21 @@
 //! and truncated back to u8, then the real value of that u8 under the
 //! input quantization (zero point 128, scale 1/128).
 
+use crate::ClassifyError;
 use image::RgbImage;
+use kit::imaging::ImageLimits;
+
+/// The model input for an uploaded image: limit-checked decode (kit's
+/// intake), RGB8, then [`to_input`] at the model's `width` x `height`.
+pub fn decode_to_input(
+    image_bytes: &[u8],
+    limits: &ImageLimits,
+    width: u32,
+    height: u32,
+) -> Result<Vec<f32>, ClassifyError> {
+    let image = kit::imaging::decode(image_bytes, limits)?.into_rgb8();
+    Ok(to_input(&image, width, height))
+}
 
 /// The float the quantized model's input zero point and scale give `q`.
 #[inline]

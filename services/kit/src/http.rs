@@ -70,11 +70,7 @@ impl Req {
 
     /// The body as JSON of type `T`; anything else is a 400 saying why.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.body.is_empty() {
-            return Err(ApiError::bad_request("empty_body", "the request body is empty; send JSON"));
-        }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON for this route: {e}")))
+        parse_json(&self.body)
     }
 
     /// Whether the `Accept` header names `mime` (exactly, ignoring parameters).
@@ -91,6 +87,17 @@ impl Req {
     pub fn client_ip(&self) -> IpAddr {
         self.peer.ip()
     }
+}
+
+/// A request body as JSON of type `T`, as [`Req::json`] reads it: empty is
+/// a 400 `empty_body`, anything serde refuses a 400 `invalid_json`. Public
+/// so the fuzz target runs exactly this.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("empty_body", "the request body is empty; send JSON"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON for this route: {e}")))
 }
 
 /// A JSON answer.

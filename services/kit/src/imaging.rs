@@ -100,12 +100,16 @@ pub fn checked_dimensions(
 
 /// Sniff and check the declared size: everything to know before decoding.
 /// A JPEG must also run to its end-of-image marker: decoders paint a
-/// truncated upload's missing part gray and call it a success.
+/// truncated upload's missing part gray and call it a success. A PNG's
+/// palette must hold whole RGB entries: the decoder panics on one that does not.
 pub fn intake(bytes: &[u8], limits: &ImageLimits) -> Result<(ImageFormat, u32, u32), ImageError> {
     let format = sniff(bytes)?;
     let (width, height) = checked_dimensions(bytes, format, limits)?;
     if format == ImageFormat::Jpeg && !jpeg_reaches_end_of_image(bytes) {
         return Err(ImageError::Corrupt("the JPEG data stops before its end-of-image marker (truncated?)".into()));
+    }
+    if format == ImageFormat::Png && !png_palette_is_whole(bytes) {
+        return Err(ImageError::Corrupt("the PNG palette (PLTE) is not a whole number of RGB entries".into()));
     }
     Ok((format, width, height))
 }
@@ -175,6 +179,35 @@ pub fn jpeg_reaches_end_of_image(bytes: &[u8]) -> bool {
     }
 }
 
+const PNG_SIGNATURE: [u8; 8] = *b"\x89PNG\r\n\x1a\n";
+
+/// Whether no PLTE chunk of the PNG `bytes` has a length that is not a
+/// multiple of 3 (whole RGB entries, as the PNG spec requires).
+///
+/// png 0.18.1 accepts any PLTE of 3 to 768 bytes and then panics building
+/// its palette table from a partial entry (image-rs/image-png#694, fixed
+/// upstream, unreleased). Natively that fails the request; in wasm32 a
+/// panic aborts, taking the whole service down. Chunks are walked by their
+/// declared lengths up to IEND; where the structure breaks, the walk stops
+/// and the decoder judges the rest (it fails before any palette there).
+fn png_palette_is_whole(bytes: &[u8]) -> bool {
+    let mut at = PNG_SIGNATURE.len();
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        match &header[4..8] {
+            b"PLTE" if len % 3 != 0 => return false,
+            b"IEND" => return true,
+            _ => {}
+        }
+        // Length, type, data, CRC; checked: a declared 4 GiB overflows usize on wasm32.
+        let Some(next) = usize::try_from(len).ok().and_then(|len| at.checked_add(12)?.checked_add(len)) else {
+            return true;
+        };
+        at = next;
+    }
+    true
+}
+
 /// Index of the next marker's 0xFF at or after `from` in entropy-coded data.
 fn next_marker(bytes: &[u8], mut from: usize) -> Option<usize> {
     loop {
@@ -212,27 +245,40 @@ mod tests {
         assert!(decode(&png(50, 50), &limits).is_ok());
     }
 
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    /// One PNG chunk: length, type, data, CRC.
+    fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+        out
+    }
+
+    /// The PNG signature and an IHDR: `width`x`height`, `depth` bits, colour type `color`.
+    fn png_start(width: u32, height: u32, depth: u8, color: u8) -> Vec<u8> {
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[depth, color, 0, 0, 0]);
+        let mut out = PNG_SIGNATURE.to_vec();
+        out.extend_from_slice(&png_chunk(b"IHDR", &ihdr));
+        out
+    }
+
     /// A PNG header declaring `width`x`height` RGBA16, with no pixel data.
     fn png_header(width: u32, height: u32) -> Vec<u8> {
-        fn crc32(bytes: &[u8]) -> u32 {
-            let mut crc = 0xffff_ffffu32;
-            for &b in bytes {
-                crc ^= u32::from(b);
-                for _ in 0..8 {
-                    crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-                }
-            }
-            !crc
-        }
-        let mut ihdr = b"IHDR".to_vec();
-        ihdr.extend_from_slice(&width.to_be_bytes());
-        ihdr.extend_from_slice(&height.to_be_bytes());
-        ihdr.extend_from_slice(&[16, 6, 0, 0, 0]);
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        out.extend_from_slice(&13u32.to_be_bytes());
-        out.extend_from_slice(&ihdr);
-        out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-        out
+        png_start(width, height, 16, 6)
     }
 
     #[test]
@@ -259,6 +305,32 @@ mod tests {
             assert!(!jpeg_reaches_end_of_image(&jpeg[..cut]), "cut at {cut}");
         }
         assert!(matches!(decode(&jpeg[..jpeg.len() / 2], &ImageLimits::default()), Err(ImageError::Corrupt(_))));
+    }
+
+    /// Found by fuzzing (fuzz/, `image_intake` and `grayscale`): png 0.18.1
+    /// panics building its palette table when PLTE is not whole RGB
+    /// triples, which natively fails the request with a 500 and under
+    /// WasmEdge (wasm32 panics abort) kills the service.
+    #[test]
+    fn a_png_palette_of_partial_rgb_entries_is_corrupt_not_a_panic() {
+        // 1x1, 8-bit indexed, one pixel of index 0; the palette is 4 bytes.
+        let mut png = png_start(1, 1, 8, 3);
+        png.extend_from_slice(&png_chunk(b"PLTE", &[200, 10, 10, 99]));
+        // zlib: one stored block holding the row (filter 0, index 0), then Adler-32.
+        let idat = [0x78, 0x01, 0x01, 0x02, 0x00, 0xfd, 0xff, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01];
+        png.extend_from_slice(&png_chunk(b"IDAT", &idat));
+        png.extend_from_slice(&png_chunk(b"IEND", &[]));
+        let err = decode(&png, &ImageLimits::default()).expect_err("refused");
+        assert!(matches!(err, ImageError::Corrupt(_)), "{err:?}");
+        assert_eq!(ApiError::from(err).status, StatusCode::BAD_REQUEST);
+
+        // The same image with a whole palette entry decodes.
+        let mut whole = png_start(1, 1, 8, 3);
+        whole.extend_from_slice(&png_chunk(b"PLTE", &[200, 10, 10]));
+        whole.extend_from_slice(&png_chunk(b"IDAT", &idat));
+        whole.extend_from_slice(&png_chunk(b"IEND", &[]));
+        let image = decode(&whole, &ImageLimits::default()).expect("decodes");
+        assert_eq!(image.into_rgb8().as_raw().as_slice(), &[200, 10, 10]);
     }
 
     #[test]
