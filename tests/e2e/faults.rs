@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 
 const RATE: &str = "4";
 const DURATION_SECS: u64 = 80;
+/// How long events-service, MariaDB and the sidecar stay down: over two
+/// scrape and rule-evaluation intervals (5 s each), so a rule evaluation
+/// sees the outage even when the one scrape inside it lands just after an
+/// evaluation (seen once with 6 s on a busy machine).
+const OUTAGE: Duration = Duration::from_secs(11);
 
 async fn events_count(stack: &Stack) -> Option<u64> {
     let r = stack.client.get(&stack.service(Service::Events).url("/events/count")).await.ok()?;
@@ -112,14 +117,14 @@ async fn faults_under_load_lose_nothing_acknowledged() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     // events-service killed: the image service keeps answering, spooling.
     stack.service_mut(Service::Events).kill();
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(OUTAGE).await;
     let t = Instant::now();
     stack.service_mut(Service::Events).restart(Duration::from_secs(60)).await.expect("events back");
     recoveries.push(("kill -9 events-service", recovery(&stack, t).await));
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     stack.mariadb.as_mut().expect("own MariaDB").stop();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(OUTAGE).await;
     let t = Instant::now();
     stack.mariadb.as_mut().expect("own MariaDB").restart().await.expect("MariaDB back");
     recoveries.push(("MariaDB stopped", recovery(&stack, t).await));
@@ -133,8 +138,7 @@ async fn faults_under_load_lose_nothing_acknowledged() {
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     stack.service_mut(Service::Grayscale).sidecar.kill();
-    // Longer than a scrape interval (5 s), so Prometheus sees it down.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    tokio::time::sleep(OUTAGE).await;
     let t = Instant::now();
     stack.service_mut(Service::Grayscale).sidecar.restart(Duration::from_secs(60)).await.expect("sidecar back");
     recoveries.push(("kill -9 the grayscale daprd", recovery(&stack, t).await));
