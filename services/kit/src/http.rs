@@ -447,10 +447,7 @@ impl Server {
 /// length over the limit is refused before reading anything.
 async fn read_body(mut body: Body, headers: &HeaderMap, config: &ServerConfig) -> Result<Bytes, ApiError> {
     let limit = config.max_body_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
@@ -475,12 +472,16 @@ async fn read_body(mut body: Body, headers: &HeaderMap, config: &ServerConfig) -
     }
 }
 
+/// The body length the request declares (`Content-Length`), if readable.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 /// Reads a refused request's body to its end, keeping none of it, within
 /// the size limit and the body deadline; whether it got to the end.
 async fn discard_body(mut body: Body, headers: &HeaderMap, config: &ServerConfig) -> bool {
     let limit = config.max_body_bytes as u64;
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(headers).is_some_and(|n| n > limit) {
         return false;
     }
     let read = async {
