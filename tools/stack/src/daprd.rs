@@ -93,6 +93,10 @@ impl Sidecar {
         Ok(())
     }
 
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
     pub fn ports(&self) -> SidecarPorts {
         self.spec.ports
     }

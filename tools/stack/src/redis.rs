@@ -72,7 +72,14 @@ impl Redis {
     }
 
     pub async fn restart(&mut self) -> Result<(), Error> {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// Stops Redis, leaves it away for `down` (clients meanwhile see an
+    /// outage), and starts it again on the same data.
+    pub async fn restart_after(&mut self, down: Duration) -> Result<(), Error> {
         self.stop();
+        tokio::time::sleep(down).await;
         self.launch().await
     }
 

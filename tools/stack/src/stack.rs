@@ -161,6 +161,13 @@ impl RunningService {
         &self.log
     }
 
+    /// The last `lines` of the app's log and of its sidecar's, to explain
+    /// a failed expectation.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let (app, sidecar) = (crate::process::tail(&self.log, lines), crate::process::tail(self.sidecar.log(), lines));
+        format!("--- {} log ---\n{app}\n--- its daprd log ---\n{sidecar}", self.service.app_id())
+    }
+
     /// The environment the service runs with (ports, model paths, …).
     pub fn env(&self) -> &[(String, String)] {
         &self.env
