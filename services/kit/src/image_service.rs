@@ -101,11 +101,15 @@ fn drain_spool(recorder: Recorder, interval: std::time::Duration) {
                 async move { recorder.deliver(&crate::trace::TraceContext::default(), &body).await }
             };
             match spool.drain(deliver).await {
-                Ok((delivered, waiting)) => {
-                    if delivered > 0 {
-                        tracing::info!(delivered, waiting, "spooled events delivered");
+                Ok(drained) => {
+                    if drained.delivered > 0 {
+                        tracing::info!(delivered = drained.delivered, waiting = drained.waiting, "spooled events delivered");
                     }
-                    if std::mem::take(&mut failing) {
+                    if drained.unreadable > 0 {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(unreadable = drained.unreadable, "some event spool slots are unreadable (state store away?); retrying");
+                        }
+                    } else if std::mem::take(&mut failing) {
                         tracing::info!("the event spool is readable again");
                     }
                 }

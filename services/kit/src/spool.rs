@@ -14,7 +14,8 @@ use crate::dapr::{DaprClient, DaprError, SaveItem};
 use crate::trace::TraceContext;
 use prometheus::{IntCounterVec, IntGauge};
 use serde_json::Value;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The ETag Dapr's Redis store never has (versions start at 1): with
@@ -35,6 +36,7 @@ pub enum SpoolError {
 struct Metrics {
     events: IntCounterVec,
     depth: IntGauge,
+    unreadable: IntGauge,
 }
 
 fn metrics() -> &'static Metrics {
@@ -46,6 +48,10 @@ fn metrics() -> &'static Metrics {
             &["outcome"]
         )),
         depth: crate::metrics::gauge("events_spool_depth", "Events waiting in the spool at the last drain."),
+        unreadable: crate::metrics::gauge(
+            "events_spool_unreadable_slots",
+            "Spool slots the state store could not read at the last drain (their events are unknown, not gone).",
+        ),
     })
 }
 
@@ -57,7 +63,10 @@ pub struct Spool {
     max_per_slot: usize,
     /// Set when this process spooled or the last drain left events behind:
     /// the drainer then comes back soon rather than at its idle pace.
-    pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pending: Arc<AtomicBool>,
+    /// Pushes so far: a drain that finds the spool empty clears `pending`
+    /// only if no push landed while it ran (it may have read before it).
+    pushes: Arc<AtomicU64>,
 }
 
 fn slot_key(n: u32) -> String {
@@ -84,12 +93,12 @@ impl Spool {
     pub fn new(dapr: DaprClient, store: impl Into<String>, slots: u32, max_per_slot: usize) -> Self {
         // Registered now, so the depth reads 0 from the start rather than nothing.
         metrics();
-        Self { dapr, store: store.into(), slots: slots.max(1), max_per_slot, pending: Default::default() }
+        Self { dapr, store: store.into(), slots: slots.max(1), max_per_slot, pending: Default::default(), pushes: Default::default() }
     }
 
     /// Whether there is (probably) something to drain.
     pub fn pending(&self) -> bool {
-        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// Adds `event` (which carries `event_id`) to its slot.
@@ -105,7 +114,8 @@ impl Spool {
             })
             .await;
         if result.is_ok() {
-            self.pending.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.pushes.fetch_add(1, Ordering::SeqCst);
+            self.pending.store(true, Ordering::SeqCst);
         }
         let outcome = if result.is_ok() { "spooled" } else { "refused" };
         metrics().events.with_label_values(&[outcome]).inc();
@@ -136,18 +146,26 @@ impl Spool {
     }
 
     /// One pass over every slot: each spooled event is offered to
-    /// `deliver`; the delivered ones leave the slot. Returns how many
-    /// were delivered and how many are still waiting.
-    pub async fn drain<F, Fut>(&self, deliver: F) -> Result<(usize, usize), SpoolError>
+    /// `deliver`; the delivered ones leave the slot.
+    pub async fn drain<F, Fut>(&self, deliver: F) -> Result<Drained, SpoolError>
     where
         F: Fn(Value) -> Fut,
         Fut: std::future::Future<Output = Result<(), DaprError>>,
     {
         let trace = TraceContext::default();
+        let pushes_before = self.pushes.load(Ordering::SeqCst);
         let keys: Vec<String> = (0..self.slots).map(slot_key).collect();
         let slots = self.dapr.get_bulk_state(&trace, &self.store, &keys).await?;
-        let (mut delivered_total, mut waiting) = (0, 0);
+        let mut drained = Drained::default();
         for slot in slots {
+            // Dapr answers a bulk read 200 even when the store failed some
+            // keys (say, just after a Redis restart): such a slot is
+            // unknown, not empty, and must be read again soon.
+            if let Some(error) = &slot.error {
+                tracing::debug!(key = %slot.key, %error, "spool slot unreadable");
+                drained.unreadable += 1;
+                continue;
+            }
             let events = as_list(slot.value);
             if events.is_empty() {
                 continue;
@@ -169,13 +187,29 @@ impl Spool {
                 .await?;
                 metrics().events.with_label_values(&["delivered"]).inc_by(delivered.len() as u64);
             }
-            delivered_total += delivered.len();
-            waiting += events.len() - delivered.len();
+            drained.delivered += delivered.len();
+            drained.waiting += events.len() - delivered.len();
         }
-        metrics().depth.set(waiting as i64);
-        self.pending.store(waiting > 0, std::sync::atomic::Ordering::Relaxed);
-        Ok((delivered_total, waiting))
+        metrics().depth.set(drained.waiting as i64);
+        metrics().unreadable.set(drained.unreadable as i64);
+        self.pending.store(drained.waiting > 0 || drained.unreadable > 0, Ordering::SeqCst);
+        if self.pushes.load(Ordering::SeqCst) != pushes_before {
+            self.pending.store(true, Ordering::SeqCst);
+        }
+        Ok(drained)
     }
+}
+
+/// What one drain pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Events recorded by events-service and removed from the spool.
+    pub delivered: usize,
+    /// Events still spooled (events-service did not take them).
+    pub waiting: usize,
+    /// Slots the state store could not read this time: what they hold is
+    /// unknown, so the drainer comes back soon.
+    pub unreadable: usize,
 }
 
 #[cfg(test)]
