@@ -78,7 +78,11 @@ status:
 # Last, classify's second backend (WasmEdge's TFLite plugin, a cargo feature)
 # must keep compiling for wasm32; it cannot run here (no plugin), so a check,
 # cheaper than a build (~30 s cold, nothing when unchanged).
+# A passing test's stack folder goes with it; a failing one's stays, with
+# its logs, under target/stack-tmp/ until the next `make test`.
 test: daprd zipkin
+	@# What earlier runs left: folders of failed tests and per-run databases.
+	rm -rf "$${STACK_TMP:-target/stack-tmp}"
 	cargo build --workspace --bins
 	$(MAKE) --no-print-directory validate-deploy
 	cargo test --workspace --no-fail-fast -- --skip runtimes::

@@ -240,6 +240,22 @@ pub struct Stack {
     /// Present when the options asked for the web front.
     pub web: Option<Nginx>,
     launch: Launch,
+    /// Last, so it goes after every process above has stopped.
+    _scratch: Option<ScratchDir>,
+}
+
+/// A test stack's folder under the scratch space: removed with the stack
+/// after a passing test, kept with its logs after a failing one (the stack
+/// is dropped while the test's panic unwinds).
+#[derive(Debug)]
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// What starting a service (or one more replica of it) needs to know.
@@ -451,7 +467,9 @@ impl Stack {
             }
             None => None,
         };
+        let scratch = paths::scratch_dir().canonicalize().ok().filter(|root| opts.mode == Mode::Attached && dir.starts_with(root));
         Ok(Stack {
+            _scratch: scratch.map(|_| ScratchDir(dir.clone())),
             zipkin,
             prometheus,
             dir,
