@@ -121,7 +121,17 @@ impl Sidecar {
         let proc = &mut self.proc;
         let running = || proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
         let result = crate::wait_for_http(&name, timeout, &url, running, "daprd exited").await;
-        result.map_err(|e| Error::msg(format!("{e}\n--- {name} log ---\n{}", crate::process::tail(&self.log, 25))))
+        result.map_err(|e| Error::msg(format!("{e}\n--- {name} log ---\n{}", crate::process::tail(&self.log, 25))))?;
+        // daprd stays healthy when its name resolution fails to start, but
+        // then no other app can call this one ("no host found"): say so now.
+        let log = crate::process::tail(&self.log, 400);
+        if log.contains("initialization error occurred for nr") {
+            return Err(Error::msg(format!(
+                "{name} is up without name resolution (the shared nameresolution.db), so other apps cannot call it\n--- {name} log ---\n{}",
+                crate::process::tail(&self.log, 25)
+            )));
+        }
+        Ok(())
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -431,10 +431,17 @@ impl Stack {
             spans_endpoint: spans_endpoint.clone().unwrap_or_default(),
             dapr_config,
         };
-        let mut services = Vec::new();
+        let mut services: Vec<RunningService> = Vec::new();
         let mut ordered = opts.services.clone();
         ordered.sort();
         for service in ordered {
+            // The sidecars share one SQLite name-resolution file, which the
+            // first daprd to open it sets up (WAL mode, tables); two doing
+            // that at once can leave one without name resolution. So the
+            // first service starts alone and the rest once it is ready.
+            if let [first] = services.as_mut_slice() {
+                first.wait_ready(STARTUP).await?;
+            }
             services.push(launch.service(service, "", opts.fixed_ports)?);
         }
         for s in &mut services {
