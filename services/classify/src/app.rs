@@ -1,7 +1,7 @@
 //! The classify service: the model loaded once at start-up, inference on
 //! the CPU pool, the record through Dapr.
 
-use image_api_classify::{BackendKind, Classifier, ClassifierConfig, Prediction};
+use crate::{BackendKind, Classifier, ClassifierConfig, Prediction};
 use kit::app::App;
 use kit::config::{self, Source};
 use kit::http::{self, HandlerResult, Req, Router};
@@ -9,10 +9,10 @@ use kit::hyper::{Method, StatusCode};
 use kit::image_service::{self, ImageServiceConfig};
 use kit::record::Recorder;
 use kit::StartError;
-use kit::prometheus::{register_gauge_vec, HistogramVec};
+use kit::prometheus::{GaugeVec, HistogramVec};
 use std::path::PathBuf;
 use std::time::Instant;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub const APP_ID: &str = "image-api-classify";
 
@@ -33,11 +33,7 @@ pub fn config(src: &dyn Source) -> Result<Config, StartError> {
         PathBuf::from("../shared/models/labels_mobilenet_quant_v1_224.txt"),
     )?;
     let mut classifier = ClassifierConfig::new(model, labels);
-    classifier.top_k = config::in_range(
-        "CLASSIFY_TOP_K",
-        config::var(src, "CLASSIFY_TOP_K", 5usize)?,
-        1..=100,
-    )?;
+    classifier.top_k = config::var_in(src, "CLASSIFY_TOP_K", 5usize, 1..=100)?;
     let backend: String = config::var(
         src,
         "CLASSIFY_BACKEND",
@@ -54,29 +50,26 @@ pub fn config(src: &dyn Source) -> Result<Config, StartError> {
 /// Domain metrics, beside the shared request metrics.
 struct Metrics {
     stage: HistogramVec,
+    model_load: GaugeVec,
 }
 
-impl Metrics {
-    fn new() -> Self {
-        Self {
-            stage: kit::metrics::histogram(
-                "classify_stage_duration_seconds",
-                "Time per stage of a classification: preprocess (decode, resize, normalise) or inference.",
-                &["stage", "backend"],
-            ),
-        }
-    }
-}
-
-fn model_load_gauge(backend: &str, seconds: f64) {
-    match register_gauge_vec!("classify_model_load_seconds", "How long loading the model took at start-up.", &["backend"]) {
-        Ok(g) => g.with_label_values(&[backend]).set(seconds),
-        Err(e) => tracing::warn!(error = %e, "cannot register classify_model_load_seconds"),
-    }
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| Metrics {
+        stage: kit::metrics::histogram(
+            "classify_stage_duration_seconds",
+            "Time per stage of a classification: preprocess (decode, resize, normalise) or inference.",
+            &["stage", "backend"],
+        ),
+        model_load: kit::metrics::float_gauge_vec(
+            "classify_model_load_seconds",
+            "How long loading the model took at start-up.",
+            &["backend"],
+        ),
+    })
 }
 
 struct State {
-    metrics: Metrics,
     backend: &'static str,
     recorder: Recorder,
     classifier: Arc<Classifier>,
@@ -85,21 +78,22 @@ struct State {
 
 pub async fn build(config: Config) -> Result<App, StartError> {
     // Load before waiting for the sidecar: a bad model path fails fast.
-    let classifier =
-        Classifier::load(&config.classifier).map_err(|e| StartError::Other(e.to_string()))?;
+    let classifier = Classifier::load(&config.classifier).map_err(|e| StartError::service("cannot load the classifier", e))?;
     tracing::info!(
         model = %config.classifier.model_path.display(),
         backend = config.classifier.backend.name(),
         load_ms = classifier.load_duration().as_secs_f64() * 1e3,
         "model loaded"
     );
-    model_load_gauge(config.classifier.backend.name(), classifier.load_duration().as_secs_f64());
+    metrics()
+        .model_load
+        .with_label_values(&[config.classifier.backend.name()])
+        .set(classifier.load_duration().as_secs_f64());
     let (listener, recorder) = image_service::start(&config.service).await?;
     let limiter = image_service::rate_limiter(&config.service)?;
     let probes = vec![image_service::sidecar_probe(&recorder)];
     let server = config.service.server.clone();
     let state = Arc::new(State {
-        metrics: Metrics::new(),
         backend: config.classifier.backend.name(),
         recorder,
         classifier: Arc::new(classifier),
@@ -114,7 +108,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
         })
         .route(Method::POST, "/classify", move |req| classify(state.clone(), req))
         .with_health(APP_ID, probes);
-    App::with_limiter(listener, router, server, limiter)
+    App::new(listener, router, server, limiter)
 }
 
 impl State {
@@ -123,7 +117,7 @@ impl State {
         let started = Instant::now();
         let out = tracing::info_span!("classify", otel.name = name, backend = self.backend).in_scope(work);
         if kit::metrics::enabled() {
-            self.metrics.stage.with_label_values(&[name, self.backend]).observe(started.elapsed().as_secs_f64());
+            metrics().stage.with_label_values(&[name, self.backend]).observe(started.elapsed().as_secs_f64());
         }
         out
     }
@@ -137,7 +131,7 @@ async fn classify(state: Arc<State>, req: Req) -> HandlerResult {
         let state = worker_state;
         let input = state.stage("preprocess", || state.classifier.preprocess(&body, &limits))?;
         let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
-        Ok::<_, image_api_classify::ClassifyError>(state.classifier.top_k(&probabilities))
+        Ok::<_, crate::ClassifyError>(state.classifier.top_k(&probabilities))
     })
     .await??;
     let best = predictions

@@ -7,6 +7,7 @@
 //! normalise) → [`Classifier::infer`] → [`Classifier::top_k`]; the steps are
 //! public so the service can time or trace them one by one.
 
+pub mod app;
 pub mod backend;
 #[cfg(feature = "tract")]
 pub mod dequantize;

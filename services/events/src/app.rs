@@ -11,7 +11,8 @@ use kit::http::{self, probe, Req, Router};
 use kit::hyper::{Method, StatusCode};
 use kit::trace::TraceContext;
 use kit::{ApiError, StartError};
-use std::sync::Arc;
+use kit::prometheus::IntGauge;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub const APP_ID: &str = "events-service";
@@ -34,21 +35,17 @@ pub struct Config {
 
 impl Config {
     pub fn from_source(src: &dyn Source) -> Result<Self, StartError> {
-        let page_max = config::in_range("EVENTS_PAGE_MAX", config::var(src, "EVENTS_PAGE_MAX", 1000u32)?, 1..=100_000)?;
+        let page_max = config::var_in(src, "EVENTS_PAGE_MAX", 1000u32, 1..=100_000)?;
         Ok(Self {
             server: ServerConfig::from_source(src, 9007)?,
             dapr: DaprConfig::from_source(src, APP_ID, 3505)?,
             db_url_secret: config::var(src, "DB_URL_SECRET", "DB_URL:MYSQL".to_owned())?,
             db: DbSettings {
-                pool_max: config::in_range("DB_POOL_MAX", config::var(src, "DB_POOL_MAX", 10usize)?, 1..=1000)?,
+                pool_max: config::var_in(src, "DB_POOL_MAX", 10usize, 1..=1000)?,
                 timeout: config::millis(src, "DB_TIMEOUT_MS", Duration::from_secs(5))?,
             },
             db_health_interval: config::millis(src, "DB_HEALTH_INTERVAL_MS", Duration::from_secs(5))?,
-            page_default: config::in_range(
-                "EVENTS_PAGE_DEFAULT",
-                config::var(src, "EVENTS_PAGE_DEFAULT", 100u32)?,
-                1..=page_max,
-            )?,
+            page_default: config::var_in(src, "EVENTS_PAGE_DEFAULT", 100u32, 1..=page_max)?,
             page_max,
             rate_limit: RateLimitConfig::from_source(src)?,
         })
@@ -70,23 +67,39 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
     let secret = dapr.get_secret(&TraceContext::default(), &config.dapr.secret_store, &config.db_url_secret).await?;
     let url = secret.get(&config.db_url_secret).or_else(|| secret.values().next()).ok_or_else(|| {
-        StartError::Other(format!("secret {} in store {} is empty", config.db_url_secret, config.dapr.secret_store))
+        StartError::service(
+            "cannot read the database URL",
+            format!("secret {} in store {} is empty", config.db_url_secret, config.dapr.secret_store),
+        )
     })?;
-    let store = EventStore::new(url, &config.db).map_err(|e| StartError::Other(e.to_string()))?;
-    let migrator = Migrator::new(migrate::embedded().map_err(|e| StartError::Other(e.to_string()))?);
+    let store = EventStore::new(url, &config.db).map_err(|e| StartError::service("cannot set up the database pool", e))?;
+    let migrations = migrate::embedded().map_err(|e| StartError::service("cannot read the embedded migrations", e))?;
+    let migrator = Migrator::new(migrations);
     tracing::info!(secret_store = %config.dapr.secret_store, "database URL read from the secret store");
     let server_config = config.server.clone();
     watch_database(store.clone(), config.db_health_interval);
     let limiter = RateLimiter::over_dapr(config.rate_limit.clone(), &config.dapr)?;
     let state = Arc::new(State { store, migrator, dapr, config });
-    App::with_limiter(listener, routes(state), server_config, limiter)
+    App::new(listener, routes(state), server_config, limiter)
+}
+
+struct Metrics {
+    /// `events_db_up`: 1 when the last ping of the events database succeeded.
+    db_up: IntGauge,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| Metrics {
+        db_up: kit::metrics::gauge("events_db_up", "1 when the last ping of the events database succeeded, else 0."),
+    })
 }
 
 /// `events_db_up` (1 or 0) from a ping every `interval`, whether or not
 /// requests come: the "events DB unreachable" alert needs a signal while the
 /// service is idle too. Changes are logged once each way.
 fn watch_database(store: EventStore, interval: Duration) {
-    let up = kit::metrics::gauge("events_db_up", "1 when the last ping of the events database succeeded, else 0.");
+    let up = &metrics().db_up;
     kit::tokio::spawn(async move {
         let mut last: Option<bool> = None;
         loop {
@@ -122,14 +135,14 @@ fn routes(state: Arc<State>) -> Router {
                     "sidecar",
                     probe(move || {
                         let s = s4.clone();
-                        async move { s.dapr.healthz().await.map_err(|e| e.to_string()) }
+                        async move { s.dapr.healthz().await }
                     }),
                 ),
                 (
                     "database",
                     probe(move || {
                         let s = s5.clone();
-                        async move { s.store.ping().await.map_err(|e| e.to_string()) }
+                        async move { s.store.ping().await }
                     }),
                 ),
             ],
@@ -193,6 +206,7 @@ async fn count(state: Arc<State>) -> http::HandlerResult {
     http::json(StatusCode::OK, &serde_json::json!({ "count": count }))
 }
 
-pub fn config_from_env() -> Result<Config, StartError> {
-    Config::from_source(&config::Env)
+/// The service's settings from `src` (the environment, in `main`).
+pub fn config(src: &dyn Source) -> Result<Config, StartError> {
+    Config::from_source(src)
 }

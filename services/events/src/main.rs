@@ -1,7 +1,6 @@
+use events::app;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    kit::rt::main(events::app::APP_ID, || async {
-        events::build(events::app::config_from_env()?).await?.run_until_stopped().await
-    })
+    kit::app::run(app::APP_ID, app::config, app::build)
 }

@@ -36,8 +36,8 @@ pub struct Migration {
 pub enum MigrateError {
     #[error("migration file {file}: {reason}")]
     BadFile { file: String, reason: String },
-    #[error("cannot read the migrations folder {dir}: {reason}")]
-    Io { dir: String, reason: String },
+    #[error("cannot read the migrations folder {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
     #[error("database: {0}")]
     Db(#[from] mysql_async::Error),
     #[error("another migration run holds the lock (waited {} s)", .0.as_secs())]
@@ -104,7 +104,7 @@ pub fn embedded() -> Result<Vec<Migration>, MigrateError> {
 
 /// The migrations in `dir` (the CLI reads the folder, so it sees new files).
 pub fn from_dir(dir: &Path) -> Result<Vec<Migration>, MigrateError> {
-    let io = |e: std::io::Error| MigrateError::Io { dir: dir.display().to_string(), reason: e.to_string() };
+    let io = |source: std::io::Error| MigrateError::Io { dir: dir.display().to_string(), source };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();

@@ -83,11 +83,15 @@ pub enum StoreError {
     #[error("event_id {0} is already stored with different content")]
     IdConflict(String),
     #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] mysql_async::Error),
+    #[error("the database gave no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
     #[error("the events table does not exist yet: call GET /init (or run `migrate up`)")]
     NotMigrated,
     #[error("database query failed: {0}")]
-    Query(String),
+    Query(#[source] mysql_async::Error),
+    #[error("the database settings are invalid: {0}")]
+    Settings(String),
     /// A unique key refused the row (handled inside the store).
     #[error("duplicate key")]
     Duplicate,
@@ -96,9 +100,9 @@ pub enum StoreError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => ApiError::unavailable("database_unavailable", e.to_string()),
+            StoreError::Unavailable(_) | StoreError::Timeout(_) => ApiError::unavailable("database_unavailable", e.to_string()),
             StoreError::NotMigrated => ApiError::unavailable("schema_not_migrated", e.to_string()),
-            StoreError::Query(_) | StoreError::Duplicate => ApiError::internal(e.to_string()),
+            StoreError::Query(_) | StoreError::Settings(_) | StoreError::Duplicate => ApiError::internal(e.to_string()),
             StoreError::IdConflict(_) => ApiError::new(kit::hyper::StatusCode::CONFLICT, "event_id_conflict", e.to_string()),
         }
     }
@@ -122,12 +126,10 @@ pub fn classify(e: mysql_async::Error) -> StoreError {
         mysql_async::Error::Server(ref s) if s.code == 1062 => StoreError::Duplicate,
         // ER_BAD_FIELD_ERROR on event_id: 0002 not applied yet.
         mysql_async::Error::Server(ref s) if s.code == 1054 => StoreError::NotMigrated,
-        mysql_async::Error::Server(ref s) if UNAVAILABLE_CODES.contains(&s.code) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        mysql_async::Error::Server(_) | mysql_async::Error::Url(_) => StoreError::Query(e.to_string()),
+        mysql_async::Error::Server(ref s) if UNAVAILABLE_CODES.contains(&s.code) => StoreError::Unavailable(e),
+        mysql_async::Error::Server(_) | mysql_async::Error::Url(_) => StoreError::Query(e),
         // I/O, driver (closed connection, pool gone) and the rest: the database is away.
-        _ => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Unavailable(e),
     }
 }
 
@@ -203,9 +205,9 @@ impl EventStore {
     /// A lazy pool: nothing connects until the first query, so the service
     /// starts (and answers 503) while the database is away.
     pub fn new(url: &str, settings: &DbSettings) -> Result<Self, StoreError> {
-        let opts = Opts::from_url(url).map_err(|e| StoreError::Query(format!("bad database URL: {e}")))?;
+        let opts = Opts::from_url(url).map_err(|e| StoreError::Query(e.into()))?;
         let constraints = PoolConstraints::new(0, settings.pool_max.max(1))
-            .ok_or_else(|| StoreError::Query("bad pool size".into()))?;
+            .ok_or_else(|| StoreError::Settings(format!("pool size {} is not valid", settings.pool_max)))?;
         let pool_opts =
             PoolOpts::default().with_constraints(constraints).with_inactive_connection_ttl(Duration::from_secs(30));
         let builder = OptsBuilder::from_opts(opts).pool_opts(pool_opts).prefer_socket(false);
@@ -219,7 +221,7 @@ impl EventStore {
         let got = match kit::tokio::time::timeout(self.timeout, self.pool.get_conn()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(StoreError::Unavailable(format!("no connection within {} ms", self.timeout.as_millis()))),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
         if kit::metrics::enabled() {
             let outcome = if got.is_ok() { "ok" } else { "error" };
@@ -254,14 +256,14 @@ impl EventStore {
         let started = std::time::Instant::now();
         let result = match kit::tokio::time::timeout(self.timeout, f).instrument(span.clone()).await {
             Ok(r) => r.map_err(classify),
-            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
         m.in_use.dec();
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(StoreError::Unavailable(_)) => "unavailable",
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_)) => "unavailable",
             Err(StoreError::NotMigrated) => "not_migrated",
-            Err(StoreError::Query(_) | StoreError::IdConflict(_)) => "error",
+            Err(StoreError::Query(_) | StoreError::Settings(_) | StoreError::IdConflict(_)) => "error",
             Err(StoreError::Duplicate) => "duplicate",
         };
         if outcome != "ok" {
@@ -336,7 +338,7 @@ impl EventStore {
     {
         let first = self.bounded(statement, query(self.conn().await?)).await;
         match first {
-            Err(StoreError::Unavailable(_)) => self.bounded(statement, query(self.conn().await?)).await,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_)) => self.bounded(statement, query(self.conn().await?)).await,
             other => other,
         }
     }

@@ -1,7 +1,7 @@
 //! The grayscale service: one route, the shared request path, the domain
 //! function on the CPU pool, the record through Dapr.
 
-use image_api_grayscale::grayscale_png;
+use crate::grayscale_png;
 use kit::app::App;
 use kit::config::Source;
 use kit::http::{self, HandlerResult, Req, Router};
@@ -11,7 +11,7 @@ use kit::imaging::ImageLimits;
 use kit::record::Recorder;
 use kit::StartError;
 use kit::prometheus::HistogramVec;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 pub const APP_ID: &str = "image-api-grayscale";
@@ -23,20 +23,29 @@ pub fn config(src: &dyn Source) -> Result<ImageServiceConfig, StartError> {
 struct State {
     recorder: Recorder,
     limits: ImageLimits,
+}
+
+struct Metrics {
     /// `grayscale_duration_seconds{format}`: decode + convert + encode.
     duration: HistogramVec,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| Metrics {
+        duration: kit::metrics::histogram(
+            "grayscale_duration_seconds",
+            "Time to turn an image into a grayscale PNG (decode, convert, encode), by input format.",
+            &["format"],
+        ),
+    })
 }
 
 pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
     let (listener, recorder) = image_service::start(&config).await?;
     let limiter = image_service::rate_limiter(&config)?;
     let probes = vec![image_service::sidecar_probe(&recorder)];
-    let duration = kit::metrics::histogram(
-        "grayscale_duration_seconds",
-        "Time to turn an image into a grayscale PNG (decode, convert, encode), by input format.",
-        &["format"],
-    );
-    let state = Arc::new(State { recorder, limits: config.limits, duration });
+    let state = Arc::new(State { recorder, limits: config.limits });
     let router = Router::new()
         .route(Method::GET, "/", |_req| async {
             Ok(http::text(
@@ -46,10 +55,11 @@ pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
         })
         .route(Method::POST, "/grayscale", move |req| grayscale(state.clone(), req))
         .with_health(APP_ID, probes);
-    App::with_limiter(listener, router, config.server, limiter)
+    App::new(listener, router, config.server, limiter)
 }
 
-/// The grayscale PNG, base64-encoded as the original answered, or raw with
+/// The grayscale PNG, base64-encoded as the original template answered
+/// (kept for its clients), or raw with
 /// `Accept: image/png`.
 async fn grayscale(state: Arc<State>, req: Req) -> HandlerResult {
     let (body, limits) = (req.body.clone(), state.limits);
@@ -57,7 +67,7 @@ async fn grayscale(state: Arc<State>, req: Req) -> HandlerResult {
     let png = kit::rt::cpu(move || grayscale_png(&body, &limits)).await??;
     if kit::metrics::enabled() {
         let format = format!("{:?}", png.source_format).to_ascii_lowercase();
-        state.duration.with_label_values(&[&format]).observe(started.elapsed().as_secs_f64());
+        metrics().duration.with_label_values(&[&format]).observe(started.elapsed().as_secs_f64());
     }
     state.recorder.success(&req.trace, "grayscale", req.body.len(), req.client_ip()).await?;
     if req.accepts("image/png") {

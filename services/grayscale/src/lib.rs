@@ -20,6 +20,7 @@
 //! AVX2 and scalar IDCTs are bit-exact by design; `examples/digest.rs`
 //! prints output digests to compare the two targets).
 
+pub mod app;
 mod deflate;
 mod jpeg;
 mod png;

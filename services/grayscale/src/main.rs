@@ -1,7 +1,6 @@
-mod app;
-
+use image_api_grayscale::app;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    kit::rt::main(app::APP_ID, || async { app::build(app::config(&kit::config::Env)?).await?.run_until_stopped().await })
+    kit::app::run(app::APP_ID, app::config, app::build)
 }

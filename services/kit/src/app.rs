@@ -1,14 +1,53 @@
-//! A service as a value: bound to its port, routes in place, ready to run.
-//! `App::build` functions in the services return one; tests and `main` run it.
+//! A service as a value, and the entry point every service's `main` is.
+//!
+//! Each service's lib exports the same three things in its `app` module:
+//! `APP_ID`, `config(&dyn Source)` and `build(config)`, which binds (port 0
+//! picks a free one), waits for the sidecar and returns an [`App`]. Its
+//! `main` is one line: `kit::app::run(app::APP_ID, app::config, app::build)`.
 
-use crate::http::{Router, Server};
-use crate::config::ServerConfig;
+use crate::config::{ConfigError, ServerConfig, Source};
+use crate::dapr::DaprError;
+use crate::http::{BindError, Router, Server};
 use crate::ratelimit::RateLimiter;
-use crate::StartError;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Why a service could not start (or stopped with an error). Printed once,
+/// then the process exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Dapr(#[from] DaprError),
+    #[error("cannot read the listener's address: {0}")]
+    Address(#[source] std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("the server stopped with an error: {0}")]
+    Serve(#[source] std::io::Error),
+    /// A service's own start-up step failed (model load, database pool, …).
+    #[error("{context}: {source}")]
+    Service {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StartError {
+    /// A service's own start-up failure, `context` saying which step.
+    pub fn service(context: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Service { context: context.into(), source: source.into() }
+    }
+}
+
+/// A bound, routed service, ready to run.
 pub struct App {
     server: Arc<Server>,
     listener: TcpListener,
@@ -18,31 +57,75 @@ pub struct App {
 impl App {
     /// `listener` comes from [`crate::http::bind`], called before the slow
     /// parts of start-up so daprd, which waits for the app port, can start.
-    pub fn new(listener: TcpListener, router: Router, config: ServerConfig) -> Result<Self, StartError> {
-        Self::with_limiter(listener, router, config, None)
-    }
-
-    /// The same, with requests on limited routes decided by `limiter` first.
-    pub fn with_limiter(
+    /// Requests on limited routes are decided by `limiter` first.
+    pub fn new(
         listener: TcpListener,
         router: Router,
         config: ServerConfig,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Result<Self, StartError> {
-        let addr = listener.local_addr().map_err(|e| StartError::Other(format!("listener address: {e}")))?;
+        let addr = listener.local_addr().map_err(StartError::Address)?;
         Ok(Self { server: Server::with_limiter(router, config, limiter), listener, addr })
     }
 
+    /// Where it listens: with `APP_PORT=0`, the port the system chose.
     pub fn address(&self) -> SocketAddr {
         self.addr
     }
 
     /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
+        self.run_until(crate::rt::shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         tracing::info!(addr = %self.addr, "listening");
-        self.server
-            .serve(self.listener, crate::rt::shutdown_signal())
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))
+        self.server.serve(self.listener, shutdown).await.map_err(StartError::Serve)
+    }
+}
+
+/// A service's whole life: telemetry from the environment, the runtime,
+/// `config` from the environment, `build`, serve until stopped; an error
+/// becomes a message and exit code 1.
+pub fn run<C, B, Fut>(service: &'static str, config: fn(&dyn Source) -> Result<C, StartError>, build: B) -> ExitCode
+where
+    B: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<App, StartError>>,
+{
+    let env = crate::config::Env;
+    let settings = crate::telemetry::TelemetryConfig::from_source(&env, service)
+        .and_then(|t| Ok((t, crate::config::flag(&env, "METRICS", true)?)));
+    let (telemetry, metrics_on) = match settings {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::metrics::set_enabled(metrics_on);
+    crate::metrics::set_build_info(service);
+    let mut telemetry = crate::telemetry::init(telemetry);
+    let outcome = crate::rt::build_runtime().map_err(StartError::Runtime).and_then(|runtime| {
+        runtime.block_on(async {
+            let exporter = telemetry.start_export();
+            let outcome = async { build(config(&env)?).await?.run_until_stopped().await }.await;
+            // The last requests' spans, before the process ends.
+            if let Some(exporter) = exporter {
+                exporter.flush().await;
+            }
+            outcome
+        })
+    });
+    match outcome {
+        Ok(()) => {
+            tracing::info!(service, "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(service, error = %e, "fatal");
+            eprintln!("{service}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -117,6 +117,15 @@ where
     }
 }
 
+/// `name` parsed as `T` (or `default` when unset), which must lie in `range`.
+pub fn var_in<T>(src: &dyn Source, name: &str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+    T::Err: fmt::Display,
+{
+    in_range(name, var(src, name, default)?, range)
+}
+
 /// How the HTTP server of every service behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -140,16 +149,14 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn from_source(src: &dyn Source, default_port: u16) -> Result<Self, ConfigError> {
-        let max_body_bytes = var(src, "MAX_BODY_BYTES", 16 * 1024 * 1024usize)?;
-        let max_in_flight = var(src, "MAX_IN_FLIGHT", 64usize)?;
         Ok(Self {
             host: var(src, "APP_HOST", IpAddr::from([127, 0, 0, 1]))?,
             port: var(src, "APP_PORT", default_port)?,
-            max_body_bytes: in_range("MAX_BODY_BYTES", max_body_bytes, 1..=1024 * 1024 * 1024)?,
+            max_body_bytes: var_in(src, "MAX_BODY_BYTES", 16 * 1024 * 1024usize, 1..=1024 * 1024 * 1024)?,
             header_read_timeout: millis(src, "HEADER_READ_TIMEOUT_MS", Duration::from_secs(10))?,
             body_read_timeout: millis(src, "BODY_READ_TIMEOUT_MS", Duration::from_secs(30))?,
             request_timeout: millis(src, "REQUEST_TIMEOUT_MS", Duration::from_secs(30))?,
-            max_in_flight: in_range("MAX_IN_FLIGHT", max_in_flight, 1..=100_000)?,
+            max_in_flight: var_in(src, "MAX_IN_FLIGHT", 64usize, 1..=100_000)?,
             shutdown_grace: millis(src, "SHUTDOWN_GRACE_MS", Duration::from_secs(10))?,
         })
     }

@@ -19,28 +19,83 @@ use std::time::{Duration, Instant};
 
 const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
 
+/// A call to the sidecar, as errors, spans and metrics name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaprOp {
+    Healthz,
+    /// Start-up polling [`DaprOp::Healthz`] for this long.
+    WaitForSidecar { within: Duration },
+    Invoke { app_id: String, method: String },
+    StateGet { store: String },
+    StateBulk { store: String },
+    StateSave { store: String },
+    StateDelete { store: String },
+    StateTransaction { store: String },
+    SecretGet { store: String, key: String },
+}
+
+impl DaprOp {
+    /// The kind of call: a bounded metric label (`invoke`, `state.get`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Healthz | Self::WaitForSidecar { .. } => "healthz",
+            Self::Invoke { .. } => "invoke",
+            Self::StateGet { .. } => "state.get",
+            Self::StateBulk { .. } => "state.bulk",
+            Self::StateSave { .. } => "state.save",
+            Self::StateDelete { .. } => "state.delete",
+            Self::StateTransaction { .. } => "state.transaction",
+            Self::SecretGet { .. } => "secrets.get",
+        }
+    }
+}
+
+/// `invoke events-service/create_event`, `state.save statestore`, …
+impl std::fmt::Display for DaprOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Healthz => f.write_str("healthz"),
+            Self::WaitForSidecar { within } => write!(f, "wait for sidecar ({} s)", within.as_secs()),
+            Self::Invoke { app_id, method } => write!(f, "invoke {app_id}/{method}"),
+            Self::StateGet { store }
+            | Self::StateBulk { store }
+            | Self::StateSave { store }
+            | Self::StateDelete { store }
+            | Self::StateTransaction { store } => write!(f, "{} {store}", self.kind()),
+            Self::SecretGet { store, key } => write!(f, "secrets.get {store}/{key}"),
+        }
+    }
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaprError {
-    #[error("dapr {op}: the sidecar at {url} is unreachable: {reason}")]
-    Unreachable { op: String, url: String, reason: String },
+    #[error("dapr {op}: the sidecar at {url} is unreachable: {source}")]
+    Unreachable { op: DaprOp, url: String, source: hyper::Error },
     #[error("dapr {op}: no answer within {} ms", .timeout.as_millis())]
-    Timeout { op: String, timeout: Duration },
+    Timeout { op: DaprOp, timeout: Duration },
     #[error("dapr {op}: ETag mismatch (the item changed since it was read)")]
-    EtagMismatch { op: String },
+    EtagMismatch { op: DaprOp },
+    /// Dapr (or the invoked app) answered with an error; `message` is what
+    /// it said.
     #[error("dapr {op}: answered {status}: {message}")]
-    Status { op: String, status: StatusCode, message: String },
-    #[error("dapr {op}: unexpected answer: {message}")]
-    Decode { op: String, message: String },
+    Status { op: DaprOp, status: StatusCode, message: String },
+    #[error("dapr {op}: cannot build the request: {source}")]
+    Encode { op: DaprOp, source: Cause },
+    #[error("dapr {op}: unexpected answer: {source}")]
+    Decode { op: DaprOp, source: Cause },
 }
 
 impl DaprError {
-    /// The Dapr operation that failed, e.g. `state.save statestore`.
-    pub fn op(&self) -> &str {
+    /// The Dapr operation that failed.
+    pub fn op(&self) -> &DaprOp {
         match self {
             Self::Unreachable { op, .. }
             | Self::Timeout { op, .. }
             | Self::EtagMismatch { op }
             | Self::Status { op, .. }
+            | Self::Encode { op, .. }
             | Self::Decode { op, .. } => op,
         }
     }
@@ -52,8 +107,17 @@ impl DaprError {
             Self::Timeout { .. } => "timeout",
             Self::EtagMismatch { .. } => "etag_mismatch",
             Self::Status { .. } => "status",
+            Self::Encode { .. } => "encode",
             Self::Decode { .. } => "decode",
         }
+    }
+
+    fn encode(op: &DaprOp, source: impl Into<Cause>) -> Self {
+        Self::Encode { op: op.clone(), source: source.into() }
+    }
+
+    fn decode(op: &DaprOp, source: impl Into<Cause>) -> Self {
+        Self::Decode { op: op.clone(), source: source.into() }
     }
 }
 
@@ -192,7 +256,7 @@ impl DaprClient {
 
     async fn call(
         &self,
-        op: &str,
+        op: &DaprOp,
         method: Method,
         path: &str,
         trace: &TraceContext,
@@ -200,12 +264,11 @@ impl DaprClient {
         body: Bytes,
     ) -> Result<Invoked, DaprError> {
         let url = format!("{}{}", self.base, path);
-        // The first word of `op` is the kind of call: a bounded metric label.
-        let kind = op.split(' ').next().unwrap_or(op);
+        let kind = op.kind();
         // A client span per call, whose context daprd continues. Probes of
         // the sidecar's health and background calls outside any request
         // (start-up, the spool's rounds) would only be noise in the traces.
-        let span = if kind == "healthz" || tracing::Span::current().is_none() {
+        let span = if matches!(op, DaprOp::Healthz | DaprOp::WaitForSidecar { .. }) || tracing::Span::current().is_none() {
             tracing::Span::none()
         } else {
             tracing::info_span!("dapr", otel.name = %format!("dapr {op}"), otel.kind = "client", dapr.operation = kind, http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty)
@@ -218,9 +281,7 @@ impl DaprClient {
                 h.insert(API_TOKEN, token.clone());
             }
         }
-        let req = builder
-            .body(Body::from(body))
-            .map_err(|e| DaprError::Decode { op: op.to_owned(), message: format!("cannot build the request: {e}") })?;
+        let req = builder.body(Body::from(body)).map_err(|e| DaprError::encode(op, e))?;
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.timeout, async {
             let res = self.http.request(req).await?;
@@ -231,8 +292,8 @@ impl DaprClient {
         .instrument(span.clone())
         .await;
         let result = match outcome {
-            Err(_) => Err(DaprError::Timeout { op: op.to_owned(), timeout: self.timeout }),
-            Ok(Err(e)) => Err(DaprError::Unreachable { op: op.to_owned(), url, reason: e.to_string() }),
+            Err(_) => Err(DaprError::Timeout { op: op.clone(), timeout: self.timeout }),
+            Ok(Err(source)) => Err(DaprError::Unreachable { op: op.clone(), url, source }),
             Ok(Ok(invoked)) => Ok(invoked),
         };
         let outcome = match &result {
@@ -248,20 +309,20 @@ impl DaprClient {
             span.record("otel.status_code", "error");
         }
         if crate::metrics::enabled() {
-            crate::metrics::dapr_call_duration().with_label_values(&[kind, outcome]).observe(started.elapsed().as_secs_f64());
+            crate::metrics::dapr().call_duration.with_label_values(&[kind, outcome]).observe(started.elapsed().as_secs_f64());
         }
-        tracing::debug!(op, outcome, duration_ms = started.elapsed().as_secs_f64() * 1e3, "dapr call");
+        tracing::debug!(%op, outcome, duration_ms = started.elapsed().as_secs_f64() * 1e3, "dapr call");
         result
     }
 
     /// Turns a non-success answer of Dapr's own API into an error, with
     /// Dapr's `message` when it sent its JSON error.
-    fn expect_success(op: &str, res: Invoked) -> Result<Invoked, DaprError> {
+    fn expect_success(op: &DaprOp, res: Invoked) -> Result<Invoked, DaprError> {
         if res.status.is_success() {
             return Ok(res);
         }
         if res.status == StatusCode::CONFLICT {
-            return Err(DaprError::EtagMismatch { op: op.to_owned() });
+            return Err(DaprError::EtagMismatch { op: op.clone() });
         }
         let message = serde_json::from_slice::<Value>(&res.body)
             .ok()
@@ -270,16 +331,15 @@ impl DaprClient {
                 v.get("message").and_then(Value::as_str).map(|m| format!("{code} {m}").trim().to_owned())
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&res.body).chars().take(300).collect());
-        Err(DaprError::Status { op: op.to_owned(), status: res.status, message })
+        Err(DaprError::Status { op: op.clone(), status: res.status, message })
     }
 
     /// Ready when the sidecar's components are loaded (outbound health),
     /// which does not depend on this app being up.
     pub async fn healthz(&self) -> Result<(), DaprError> {
-        let res = self
-            .call("healthz", Method::GET, "/v1.0/healthz/outbound", &TraceContext::default(), HeaderMap::new(), Bytes::new())
-            .await?;
-        Self::expect_success("healthz", res).map(|_| ())
+        let op = DaprOp::Healthz;
+        let res = self.call(&op, Method::GET, "/v1.0/healthz/outbound", &TraceContext::default(), HeaderMap::new(), Bytes::new()).await?;
+        Self::expect_success(&op, res).map(|_| ())
     }
 
     /// Polls the sidecar's health until it answers or `within` passes.
@@ -293,14 +353,11 @@ impl DaprClient {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let op = DaprOp::WaitForSidecar { within };
         Err(match last {
-            Some(DaprError::Unreachable { url, reason, .. }) => DaprError::Unreachable {
-                op: format!("wait for sidecar ({} s)", within.as_secs()),
-                url,
-                reason,
-            },
+            Some(DaprError::Unreachable { url, source, .. }) => DaprError::Unreachable { op, url, source },
             Some(e) => e,
-            None => DaprError::Timeout { op: "wait for sidecar".into(), timeout: within },
+            None => DaprError::Timeout { op, timeout: within },
         })
     }
 
@@ -315,7 +372,7 @@ impl DaprClient {
         content_type: Option<&'static str>,
         body: Bytes,
     ) -> Result<Invoked, DaprError> {
-        let op = format!("invoke {app_id}/{method}");
+        let op = DaprOp::Invoke { app_id: app_id.to_owned(), method: method.to_owned() };
         let mut headers = HeaderMap::new();
         if let Some(ct) = content_type {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
@@ -338,50 +395,50 @@ impl DaprClient {
         method: &str,
         body: &T,
     ) -> Result<Value, DaprError> {
-        let op = format!("invoke {app_id}/{method}");
-        let body = serde_json::to_vec(body).map_err(|e| DaprError::Decode { op: op.clone(), message: e.to_string() })?;
+        let op = DaprOp::Invoke { app_id: app_id.to_owned(), method: method.to_owned() };
+        let body = serde_json::to_vec(body).map_err(|e| DaprError::encode(&op, e))?;
         let res = self.invoke(trace, app_id, Method::POST, method, Some("application/json"), body.into()).await?;
         let res = Self::expect_success(&op, res)?;
         if res.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })
+        serde_json::from_slice(&res.body).map_err(|e| DaprError::decode(&op, e))
     }
 
     /// `GET /v1.0/state/<store>/<key>`: `None` when the key does not exist.
     pub async fn get_state(&self, trace: &TraceContext, store: &str, key: &str) -> Result<Option<StateItem>, DaprError> {
-        let op = format!("state.get {store}");
+        let op = DaprOp::StateGet { store: store.to_owned() };
         let path = format!("/v1.0/state/{}/{}", encode_segment(store), encode_segment(key));
         let res = self.call(&op, Method::GET, &path, trace, HeaderMap::new(), Bytes::new()).await?;
         let res = Self::expect_success(&op, res)?;
         if res.status == StatusCode::NO_CONTENT || res.body.is_empty() {
             return Ok(None);
         }
-        let value = serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })?;
+        let value = serde_json::from_slice(&res.body).map_err(|e| DaprError::decode(&op, e))?;
         let etag = res.headers.get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(Some(StateItem { value, etag }))
     }
 
     /// `POST /v1.0/state/<store>/bulk`.
     pub async fn get_bulk_state(&self, trace: &TraceContext, store: &str, keys: &[String]) -> Result<Vec<BulkItem>, DaprError> {
-        let op = format!("state.bulk {store}");
+        let op = DaprOp::StateBulk { store: store.to_owned() };
         let body = serde_json::json!({ "keys": keys, "parallelism": 10 });
         let res = self.post_json(&op, &format!("/v1.0/state/{}/bulk", encode_segment(store)), trace, &body).await?;
-        serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })
+        serde_json::from_slice(&res.body).map_err(|e| DaprError::decode(&op, e))
     }
 
     /// `POST /v1.0/state/<store>`; an ETag conflict is [`DaprError::EtagMismatch`].
     pub async fn save_state(&self, trace: &TraceContext, store: &str, items: &[SaveItem]) -> Result<(), DaprError> {
-        let op = format!("state.save {store}");
+        let op = DaprOp::StateSave { store: store.to_owned() };
         self.post_json(&op, &format!("/v1.0/state/{}", encode_segment(store)), trace, &items).await.map(|_| ())
     }
 
     /// `DELETE /v1.0/state/<store>/<key>`, with `If-Match` when `etag` is given.
     pub async fn delete_state(&self, trace: &TraceContext, store: &str, key: &str, etag: Option<&str>) -> Result<(), DaprError> {
-        let op = format!("state.delete {store}");
+        let op = DaprOp::StateDelete { store: store.to_owned() };
         let mut headers = HeaderMap::new();
         if let Some(etag) = etag {
-            let v = HeaderValue::from_str(etag).map_err(|e| DaprError::Decode { op: op.clone(), message: e.to_string() })?;
+            let v = HeaderValue::from_str(etag).map_err(|e| DaprError::encode(&op, e))?;
             headers.insert(IF_MATCH, v);
         }
         let path = format!("/v1.0/state/{}/{}", encode_segment(store), encode_segment(key));
@@ -391,7 +448,7 @@ impl DaprClient {
 
     /// `POST /v1.0/state/<store>/transaction`: all or nothing.
     pub async fn transaction(&self, trace: &TraceContext, store: &str, ops: &[TxOp]) -> Result<(), DaprError> {
-        let op = format!("state.transaction {store}");
+        let op = DaprOp::StateTransaction { store: store.to_owned() };
         let operations: Vec<Value> = ops
             .iter()
             .map(|o| match o {
@@ -413,15 +470,15 @@ impl DaprClient {
 
     /// `GET /v1.0/secrets/<store>/<key>`: the secret's name/value map.
     pub async fn get_secret(&self, trace: &TraceContext, store: &str, key: &str) -> Result<HashMap<String, String>, DaprError> {
-        let op = format!("secrets.get {store}/{key}");
+        let op = DaprOp::SecretGet { store: store.to_owned(), key: key.to_owned() };
         let path = format!("/v1.0/secrets/{}/{}", encode_segment(store), encode_segment(key));
         let res = self.call(&op, Method::GET, &path, trace, HeaderMap::new(), Bytes::new()).await?;
         let res = Self::expect_success(&op, res)?;
-        serde_json::from_slice(&res.body).map_err(|e| DaprError::Decode { op, message: e.to_string() })
+        serde_json::from_slice(&res.body).map_err(|e| DaprError::decode(&op, e))
     }
 
-    async fn post_json<T: Serialize + ?Sized>(&self, op: &str, path: &str, trace: &TraceContext, body: &T) -> Result<Invoked, DaprError> {
-        let body = serde_json::to_vec(body).map_err(|e| DaprError::Decode { op: op.to_owned(), message: e.to_string() })?;
+    async fn post_json<T: Serialize + ?Sized>(&self, op: &DaprOp, path: &str, trace: &TraceContext, body: &T) -> Result<Invoked, DaprError> {
+        let body = serde_json::to_vec(body).map_err(|e| DaprError::encode(op, e))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let res = self.call(op, Method::POST, path, trace, headers, body.into()).await?;

@@ -104,16 +104,3 @@ mod tests {
         assert_eq!(v["error"]["message"], "expected \"value\"");
     }
 }
-
-/// Why a service could not start. Printed once, then the process exits 1.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
-    #[error(transparent)]
-    Dapr(#[from] crate::dapr::DaprError),
-    #[error("{0}")]
-    Other(String),
-}

@@ -38,9 +38,9 @@ impl ImageServiceConfig {
     pub fn from_source(src: &dyn Source, app_id: &str, app_port: u16, dapr_http_port: u16) -> Result<Self, StartError> {
         let d = ImageLimits::default();
         let limits = ImageLimits {
-            max_width: config::in_range("MAX_IMAGE_WIDTH", config::var(src, "MAX_IMAGE_WIDTH", d.max_width)?, 1..=65_535)?,
-            max_height: config::in_range("MAX_IMAGE_HEIGHT", config::var(src, "MAX_IMAGE_HEIGHT", d.max_height)?, 1..=65_535)?,
-            max_pixels: config::in_range("MAX_IMAGE_PIXELS", config::var(src, "MAX_IMAGE_PIXELS", d.max_pixels)?, 1..=1_000_000_000)?,
+            max_width: config::var_in(src, "MAX_IMAGE_WIDTH", d.max_width, 1..=65_535)?,
+            max_height: config::var_in(src, "MAX_IMAGE_HEIGHT", d.max_height, 1..=65_535)?,
+            max_pixels: config::var_in(src, "MAX_IMAGE_PIXELS", d.max_pixels, 1..=1_000_000_000)?,
         };
         Ok(Self {
             server: ServerConfig::from_source(src, app_port)?,
@@ -49,12 +49,8 @@ impl ImageServiceConfig {
             events_app_id: config::var(src, "EVENTS_APP_ID", "events-service".to_owned())?,
             client_ttl_seconds: config::var(src, "CLIENT_STATE_TTL_SECONDS", 86_400u64)?,
             spool: config::flag(src, "EVENT_SPOOL", true)?,
-            spool_slots: config::in_range("EVENT_SPOOL_SLOTS", config::var(src, "EVENT_SPOOL_SLOTS", 16u32)?, 1..=1024)?,
-            spool_max_per_slot: config::in_range(
-                "EVENT_SPOOL_MAX_PER_SLOT",
-                config::var(src, "EVENT_SPOOL_MAX_PER_SLOT", 1000usize)?,
-                1..=100_000,
-            )?,
+            spool_slots: config::var_in(src, "EVENT_SPOOL_SLOTS", 16u32, 1..=1024)?,
+            spool_max_per_slot: config::var_in(src, "EVENT_SPOOL_MAX_PER_SLOT", 1000usize, 1..=100_000)?,
             spool_drain_interval: config::millis(src, "EVENT_SPOOL_DRAIN_MS", std::time::Duration::from_secs(2))?,
             rate_limit: RateLimitConfig::from_source(src)?,
         })
@@ -133,6 +129,6 @@ pub fn sidecar_probe(recorder: &Recorder) -> (&'static str, Probe) {
     let dapr = recorder.dapr().clone();
     ("sidecar", probe(move || {
         let dapr = dapr.clone();
-        async move { dapr.healthz().await.map_err(|e| e.to_string()) }
+        async move { dapr.healthz().await }
     }))
 }

@@ -32,7 +32,12 @@ pub mod spool;
 pub mod telemetry;
 pub mod trace;
 
-pub use error::{ApiError, StartError};
+pub use app::StartError;
+pub use error::ApiError;
+
+/// A boxed, sendable future: handlers, probes and stores return these so
+/// they can sit behind `dyn`.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 // Services use these through kit, so the native/WASI renaming lives in one
 // Cargo.toml.

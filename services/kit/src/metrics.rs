@@ -1,11 +1,16 @@
 //! Prometheus metrics. Every metric lives in the process's default registry
-//! (`prometheus::default_registry()`), so a module anywhere in a service adds
-//! its own with the `register_*` macros and `GET /metrics` shows it with no
+//! (`prometheus::default_registry()`), so `GET /metrics` shows it with no
 //! wiring. Label values are always from a fixed set (route templates, method
 //! names, status codes, outcomes): never raw paths, IPs or ids.
+//!
+//! One way to define them, here and in every service: a module's metrics are
+//! a `Metrics` struct built once in a `OnceLock` by a `metrics()` function,
+//! from the constructors below. Registered once per process, so building an
+//! app twice in one process (tests) is safe.
 
 use prometheus::{
-    register_histogram_vec, register_int_gauge, register_int_gauge_vec, Encoder, HistogramVec, IntGauge, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    TextEncoder,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -31,6 +36,50 @@ pub const SIZE_BUCKETS: &[f64] = &[
     64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0,
 ];
 
+/// Registers `metric` in the default registry. A duplicate name is a
+/// programming error (two modules claiming one name, or a `Metrics` built
+/// outside its `OnceLock`), caught by the first test that touches it.
+#[expect(clippy::expect_used, reason = "a duplicate metric name is a bug; this runs once per metric per process")]
+fn registered<M: prometheus::core::Collector + Clone + 'static>(metric: prometheus::Result<M>) -> M {
+    metric.and_then(|m| prometheus::register(Box::new(m.clone())).map(|()| m)).expect("metric registration")
+}
+
+/// A histogram with `buckets`, by `labels`.
+pub fn histogram_with(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    registered(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels))
+}
+
+/// A histogram of seconds with [`LATENCY_BUCKETS`], by `labels`.
+pub fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    histogram_with(name, help, labels, LATENCY_BUCKETS.to_vec())
+}
+
+pub fn counter(name: &str, help: &str) -> IntCounter {
+    registered(IntCounter::new(name, help))
+}
+
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+pub fn gauge(name: &str, help: &str) -> IntGauge {
+    registered(IntGauge::new(name, help))
+}
+
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A gauge of fractional values (seconds, ratios), by `labels`.
+pub fn float_gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    registered(GaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A gauge of one fractional value.
+pub fn float_gauge(name: &str, help: &str) -> Gauge {
+    registered(Gauge::new(name, help))
+}
+
 /// The RED metrics of the shared request path.
 pub struct HttpMetrics {
     pub duration: HistogramVec,
@@ -39,79 +88,47 @@ pub struct HttpMetrics {
     pub response_size: HistogramVec,
 }
 
-/// Registration only fails on a duplicate name, a programming error caught by
-/// the first test that touches the metric.
-pub fn registered<T>(result: prometheus::Result<T>) -> T {
-    match result {
-        Ok(metric) => metric,
-        Err(e) => panic!("metric registration: {e}"),
-    }
-}
-
 pub fn http() -> &'static HttpMetrics {
     static METRICS: OnceLock<HttpMetrics> = OnceLock::new();
     METRICS.get_or_init(|| HttpMetrics {
-        duration: registered(register_histogram_vec!(
+        duration: histogram(
             "http_server_request_duration_seconds",
             "Time from request head to response head, by method, route template and status.",
             &["method", "route", "status"],
-            LATENCY_BUCKETS.to_vec()
-        )),
-        in_flight: registered(register_int_gauge!("http_server_active_requests", "Requests being handled now.")),
-        request_size: registered(register_histogram_vec!(
+        ),
+        in_flight: gauge("http_server_active_requests", "Requests being handled now."),
+        request_size: histogram_with(
             "http_server_request_body_size_bytes",
             "Request body sizes, by route template.",
             &["route"],
-            SIZE_BUCKETS.to_vec()
-        )),
-        response_size: registered(register_histogram_vec!(
+            SIZE_BUCKETS.to_vec(),
+        ),
+        response_size: histogram_with(
             "http_server_response_body_size_bytes",
             "Response body sizes, by route template.",
             &["route"],
-            SIZE_BUCKETS.to_vec()
-        )),
+            SIZE_BUCKETS.to_vec(),
+        ),
     })
 }
 
-/// `dapr_client_call_duration_seconds{operation, outcome}`: every call a
-/// service makes to its sidecar (invoke, state.get, state.save, secrets.get,
-/// ...), outcome `ok`, `4xx`, `5xx`, `timeout` or `unreachable`.
-pub fn dapr_call_duration() -> &'static HistogramVec {
-    static METRIC: OnceLock<HistogramVec> = OnceLock::new();
-    METRIC.get_or_init(|| {
-        registered(register_histogram_vec!(
+/// The calls a service makes to its sidecar.
+pub struct DaprMetrics {
+    /// `dapr_client_call_duration_seconds{operation, outcome}`: operation
+    /// `invoke`, `state.get`, `state.save`, `secrets.get`, …; outcome `ok`,
+    /// `4xx`, `5xx`, `timeout` or `unreachable`.
+    pub call_duration: HistogramVec,
+}
+
+pub fn dapr() -> &'static DaprMetrics {
+    static METRICS: OnceLock<DaprMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| DaprMetrics {
+        call_duration: histogram(
             "dapr_client_call_duration_seconds",
             "Calls from the service to its Dapr sidecar, by operation and outcome.",
             &["operation", "outcome"],
-            LATENCY_BUCKETS.to_vec()
-        ))
+        ),
     })
-}
-
-/// A histogram of seconds with the standard buckets, registered once; for
-/// the services' domain metrics (decode, inference, queries).
-/// Asking twice for one name (an app built twice in one test process) gives
-/// the same metric.
-pub fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    static MADE: std::sync::Mutex<Vec<(String, HistogramVec)>> = std::sync::Mutex::new(Vec::new());
-    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, h)) = made.iter().find(|(n, _)| n == name) {
-        return h.clone();
-    }
-    let h = registered(register_histogram_vec!(name, help, labels, LATENCY_BUCKETS.to_vec()));
-    made.push((name.to_owned(), h.clone()));
-    h
-}
-
-/// A gauge registered once (a second call with the same name panics: call
-/// it from a `OnceLock`).
-pub fn gauge(name: &str, help: &str) -> IntGauge {
-    registered(register_int_gauge!(name, help))
-}
-
-/// A counter registered once (same rule as [`gauge`]).
-pub fn counter(name: &str, help: &str) -> prometheus::IntCounter {
-    registered(prometheus::register_int_counter!(name, help))
 }
 
 /// A method as a label: the standard ones by name, anything else "other".
@@ -129,24 +146,23 @@ pub fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
-/// `build_info{service, version, runtime} 1`: which build runs where.
+/// `build_info{service, version, runtime} 1`: which build runs where. Set by
+/// [`crate::app::run`] at start-up.
 pub fn set_build_info(service: &str) {
-    static BUILD_INFO: OnceLock<prometheus::IntGaugeVec> = OnceLock::new();
+    static BUILD_INFO: OnceLock<IntGaugeVec> = OnceLock::new();
     let gauge = BUILD_INFO.get_or_init(|| {
-        registered(register_int_gauge_vec!(
+        gauge_vec(
             "build_info",
             "Always 1; the labels say which service, version and runtime (native or wasmedge) runs.",
-            &["service", "version", "runtime"]
-        ))
+            &["service", "version", "runtime"],
+        )
     });
     gauge.with_label_values(&[service, env!("CARGO_PKG_VERSION"), crate::rt::RUNTIME]).set(1);
 }
 
 /// Everything registered, in the Prometheus text format.
-pub fn render() -> Result<Vec<u8>, String> {
+pub fn render() -> Result<Vec<u8>, prometheus::Error> {
     let mut out = Vec::with_capacity(16 * 1024);
-    TextEncoder::new()
-        .encode(&prometheus::gather(), &mut out)
-        .map_err(|e| format!("cannot encode metrics: {e}"))?;
+    TextEncoder::new().encode(&prometheus::gather(), &mut out)?;
     Ok(out)
 }

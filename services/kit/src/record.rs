@@ -98,7 +98,7 @@ fn worth_spooling(e: &DaprError) -> bool {
     match e {
         DaprError::Unreachable { .. } | DaprError::Timeout { .. } => true,
         DaprError::Status { status, .. } => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
-        DaprError::EtagMismatch { .. } | DaprError::Decode { .. } => false,
+        DaprError::EtagMismatch { .. } | DaprError::Encode { .. } | DaprError::Decode { .. } => false,
     }
 }
 

@@ -42,11 +42,11 @@ struct Metrics {
 fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| Metrics {
-        events: crate::metrics::registered(prometheus::register_int_counter_vec!(
+        events: crate::metrics::counter_vec(
             "events_spool_total",
             "Events that could not be recorded at once: spooled (kept in Dapr state), delivered later, or refused (spool unavailable: the request failed instead).",
-            &["outcome"]
-        )),
+            &["outcome"],
+        ),
         depth: crate::metrics::gauge("events_spool_depth", "Events waiting in the spool at the last drain."),
         unreadable: crate::metrics::gauge(
             "events_spool_unreadable_slots",

@@ -115,7 +115,7 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
         let (up, down) = migrate::new_file_names(&migrations, name)?;
         for (file, text) in [(&up, "-- Write the change here.\n"), (&down, "-- Undo the up script here.\n")] {
             let path = args.dir.join(file);
-            std::fs::write(&path, text).map_err(|e| MigrateError::Io { dir: args.dir.display().to_string(), reason: e.to_string() })?;
+            std::fs::write(&path, text).map_err(|source| MigrateError::Io { dir: args.dir.display().to_string(), source })?;
             println!("created {}", path.display());
         }
         return Ok(ExitCode::SUCCESS);

@@ -28,7 +28,6 @@ pub use store::{BucketStore, DaprStore, StoreError, Versioned};
 use crate::config::{self, ConfigError, DaprConfig, Source};
 use crate::dapr::DaprClient;
 use crate::error::ApiError;
-use crate::http::{error_reply, Reply};
 use crate::trace::TraceContext;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -36,7 +35,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use ipnet::IpNet;
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{HistogramVec, IntCounterVec};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +44,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The limiter's answer on one request; the request path turns a refusal
+/// into the JSON error answer.
+#[derive(Debug)]
+pub enum Decision {
+    /// Go on; the answer carries these headers (none when not limited).
+    Allow(HeaderMap),
+    /// Answer with this error and these headers; the handler never runs.
+    Refuse(ApiError, HeaderMap),
+}
 
 /// What happens when the state store cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +125,8 @@ impl RateLimitConfig {
             fail_mode: config::var(src, "RATE_LIMIT_FAIL_MODE", FailMode::Open)?,
             trusted_proxies,
             forwarded_header: config::var(src, "RATE_LIMIT_FORWARDED_HEADER", ForwardedHeader::XForwardedFor)?,
-            ipv6_prefix: config::in_range("RATE_LIMIT_IPV6_PREFIX", config::var(src, "RATE_LIMIT_IPV6_PREFIX", 64u8)?, 1..=128)?,
-            max_retries: config::in_range("RATE_LIMIT_MAX_RETRIES", config::var(src, "RATE_LIMIT_MAX_RETRIES", 10u32)?, 0..=100)?,
+            ipv6_prefix: config::var_in(src, "RATE_LIMIT_IPV6_PREFIX", 64u8, 1..=128)?,
+            max_retries: config::var_in(src, "RATE_LIMIT_MAX_RETRIES", 10u32, 0..=100)?,
             state_timeout: config::millis(src, "RATE_LIMIT_STATE_TIMEOUT_MS", Duration::from_millis(500))?,
             guard_factor,
             outage_probe: config::millis(src, "RATE_LIMIT_OUTAGE_PROBE_MS", Duration::from_secs(1))?,
@@ -205,7 +214,7 @@ pub struct RateLimiter {
 
 /// Why the store could not decide.
 enum Undecided {
-    Unavailable(String),
+    Unavailable(StoreError),
     /// Every attempt lost to another writer.
     Contended,
 }
@@ -249,11 +258,9 @@ impl RateLimiter {
         exact.or_else(|| self.limited.iter().find(|l| l.policy.route == "*"))
     }
 
-    /// Decides a request on `route` from `peer`: `Ok` with the headers the
-    /// answer carries (none when the route is not limited), or `Err` with
-    /// the refusal to send instead of running the handler.
-    pub async fn check(&self, route: &str, headers: &HeaderMap, peer: IpAddr) -> Result<HeaderMap, Reply> {
-        let Some(limited) = self.policy_for(route) else { return Ok(HeaderMap::new()) };
+    /// Decides a request on `route` from `peer`.
+    pub async fn check(&self, route: &str, headers: &HeaderMap, peer: IpAddr) -> Decision {
+        let Some(limited) = self.policy_for(route) else { return Decision::Allow(HeaderMap::new()) };
         let policy = &limited.policy;
         self.sweep();
         let client = client_ip::resolve(peer, headers, &self.config.trusted_proxies, self.config.forwarded_header);
@@ -262,7 +269,7 @@ impl RateLimiter {
         if limited.guard.check_key(&client_key).is_err() {
             // The guard runs ahead of the policy, so its own wait says
             // little; the shared bucket is about empty: a token's time.
-            return Err(self.refuse(policy, "shed", bucket::quota_of(policy, 0.0)));
+            return self.refuse(policy, "shed", bucket::quota_of(policy, 0.0));
         }
         if self.store_worth_trying() {
             let trace = TraceContext::from_headers(headers);
@@ -271,16 +278,16 @@ impl RateLimiter {
                     self.store_answered();
                     return if taken.allowed {
                         self.count(policy, "allowed");
-                        Ok(rate_headers(policy, &taken.quota))
+                        Decision::Allow(rate_headers(policy, &taken.quota))
                     } else {
-                        Err(self.refuse(policy, "limited", taken.quota))
+                        self.refuse(policy, "limited", taken.quota)
                     };
                 }
                 Err(Undecided::Contended) => {
                     self.store_answered();
-                    return Err(self.refuse(policy, "contended", bucket::quota_of(policy, 0.0)));
+                    return self.refuse(policy, "contended", bucket::quota_of(policy, 0.0));
                 }
-                Err(Undecided::Unavailable(reason)) => self.store_failed(&reason),
+                Err(Undecided::Unavailable(e)) => self.store_failed(&e),
             }
         }
         self.fallback(limited, &client_key)
@@ -289,14 +296,12 @@ impl RateLimiter {
     /// Reads, takes a token, writes back against the ETag; on a conflict,
     /// again with what the winner stored.
     async fn take_from_store(&self, policy: &Policy, key: &str, trace: &TraceContext) -> Result<bucket::Taken, Undecided> {
-        let unavailable = |e: StoreError| match e {
-            StoreError::Unavailable(reason) => Undecided::Unavailable(reason),
-            StoreError::Conflict => Undecided::Unavailable("the store answered a read with a conflict".into()),
-        };
+        // A conflict on a read is the store misbehaving: as good as away.
+        let unavailable = Undecided::Unavailable;
         let mut attempt = 0;
         loop {
             let stored = self.store.load(key.to_owned(), trace.clone()).await.map_err(unavailable)?;
-            let taken = bucket::take(policy, stored.as_ref().and_then(|v| v.bucket), now_ms());
+            let taken = bucket::take(policy, stored.as_ref().and_then(|v| v.bucket), crate::rt::now_ms());
             if !taken.allowed {
                 // Nothing changed that the next reader could not recompute.
                 return Ok(taken);
@@ -313,15 +318,12 @@ impl RateLimiter {
                     metrics().retries.with_label_values(&[&self.service, &policy.route]).inc();
                     tokio::time::sleep(jitter(attempt)).await;
                 }
-                Err(StoreError::Unavailable(reason)) => return Err(Undecided::Unavailable(reason)),
+                Err(e @ StoreError::Unavailable(_)) => return Err(Undecided::Unavailable(e)),
             }
         }
     }
 
-    // The refusal is the answer itself, handed straight back to the server:
-    // boxing it would only add an allocation to the refused path.
-    #[allow(clippy::result_large_err)]
-    fn fallback(&self, limited: &Limited, client_key: &str) -> Result<HeaderMap, Reply> {
+    fn fallback(&self, limited: &Limited, client_key: &str) -> Decision {
         let policy = &limited.policy;
         let mode = self.config.fail_mode;
         metrics().fallbacks.with_label_values(&[&self.service, &policy.route, mode.name()]).inc();
@@ -329,26 +331,26 @@ impl RateLimiter {
             FailMode::Closed => {
                 self.count(policy, "fallback_refused");
                 let err = ApiError::unavailable("rate_limit_unavailable", "the rate limiter's state store is unreachable; retry shortly");
-                let mut reply = error_reply(&err);
-                insert(reply.headers_mut(), RATELIMIT_POLICY, bucket::policy_header(policy));
-                Err(reply)
+                let mut headers = HeaderMap::new();
+                insert(&mut headers, RATELIMIT_POLICY, bucket::policy_header(policy));
+                Decision::Refuse(err, headers)
             }
             FailMode::Open => match limited.fallback.check_key(&client_key.to_owned()) {
                 Ok(snapshot) => {
                     self.count(policy, "fallback_allowed");
                     let remaining = f64::from(snapshot.remaining_burst_capacity());
-                    Ok(rate_headers(policy, &bucket::quota_of(policy, remaining)))
+                    Decision::Allow(rate_headers(policy, &bucket::quota_of(policy, remaining)))
                 }
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    Err(self.refuse(policy, "fallback_limited", quota_after_wait(policy, wait)))
+                    self.refuse(policy, "fallback_limited", quota_after_wait(policy, wait))
                 }
             },
         }
     }
 
     /// 429 with the policy, its state and Retry-After.
-    fn refuse(&self, policy: &Policy, outcome: &'static str, quota: Quota) -> Reply {
+    fn refuse(&self, policy: &Policy, outcome: &'static str, quota: Quota) -> Decision {
         self.count(policy, outcome);
         let retry = quota.retry_after_secs.max(1);
         let err = ApiError::new(
@@ -357,9 +359,7 @@ impl RateLimiter {
             format!("too many requests on {}: {} at once, then {} per second; retry in {retry} s", policy.route, policy.burst, policy.rate),
         )
         .with_retry_after(retry);
-        let mut reply = error_reply(&err);
-        reply.headers_mut().extend(rate_headers(policy, &quota));
-        reply
+        Decision::Refuse(err, rate_headers(policy, &quota))
     }
 
     fn count(&self, policy: &Policy, outcome: &'static str) {
@@ -379,11 +379,11 @@ impl RateLimiter {
     }
 
     /// Logs the start of an outage once, not per request.
-    fn store_failed(&self, reason: &str) {
+    fn store_failed(&self, reason: &StoreError) {
         let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
         if outage.is_none() {
             tracing::warn!(
-                error = reason,
+                error = %reason,
                 fail_mode = self.config.fail_mode.name(),
                 "rate limiter: the state store is unreachable; deciding locally until it is back"
             );
@@ -433,10 +433,6 @@ fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// 1-2 ms, then up to twice that per attempt (capped at 50 ms), spread at
 /// random so replicas that collided do not collide again in step.
 fn jitter(attempt: u32) -> Duration {
@@ -461,34 +457,30 @@ mod tests;
 
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
-    use crate::metrics::registered;
+    use crate::metrics::{counter_vec, histogram_with};
     METRICS.get_or_init(|| Metrics {
-        decisions: registered(register_int_counter_vec!(
+        decisions: counter_vec(
             "ratelimit_decisions_total",
             "Rate-limit decisions by service, policy (route) and outcome: allowed, limited (bucket empty), shed (local guard), contended (lost every ETag race), fallback_allowed, fallback_limited, fallback_refused.",
-            &["service", "policy", "outcome"]
-        )),
-        conflicts: registered(register_int_counter_vec!(
+            &["service", "policy", "outcome"],
+        ),
+        conflicts: counter_vec(
             "ratelimit_state_conflicts_total",
             "Bucket writes refused because another replica wrote first (ETag mismatch, 409).",
-            &["service", "policy"]
-        )),
-        retries: registered(register_int_counter_vec!(
-            "ratelimit_state_retries_total",
-            "Bucket decisions taken again after a conflict.",
-            &["service", "policy"]
-        )),
-        state_call: registered(register_histogram_vec!(
+            &["service", "policy"],
+        ),
+        retries: counter_vec("ratelimit_state_retries_total", "Bucket decisions taken again after a conflict.", &["service", "policy"]),
+        state_call: histogram_with(
             "ratelimit_state_call_duration_seconds",
             "Time of the limiter's Dapr state calls, by operation (get, save).",
             &["op"],
             // 0.1 ms to 3.3 s: a state call on loopback is about a millisecond.
-            prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap_or_default()
-        )),
-        fallbacks: registered(register_int_counter_vec!(
+            prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap_or_default(),
+        ),
+        fallbacks: counter_vec(
             "ratelimit_fallbacks_total",
             "Decisions taken without the state store (unreachable), by fail mode.",
-            &["service", "policy", "mode"]
-        )),
+            &["service", "policy", "mode"],
+        ),
     })
 }

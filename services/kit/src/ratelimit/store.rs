@@ -5,7 +5,7 @@
 
 use super::bucket::Bucket;
 use crate::dapr::{DaprClient, DaprError, SaveItem};
-use crate::http::BoxFuture;
+use crate::BoxFuture;
 use crate::trace::TraceContext;
 use std::time::Instant;
 
@@ -17,12 +17,14 @@ pub struct Versioned {
     pub etag: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Someone else wrote the bucket since it was read (HTTP 409).
+    #[error("the bucket changed since it was read")]
     Conflict,
     /// The store (or the sidecar) cannot answer: the fallback decides.
-    Unavailable(String),
+    #[error("the bucket store cannot answer: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A bucket store with optimistic concurrency; a trait so the decision logic
@@ -58,7 +60,7 @@ impl DaprStore {
 fn unavailable(e: DaprError) -> StoreError {
     match e {
         DaprError::EtagMismatch { .. } => StoreError::Conflict,
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::Unavailable(Box::new(other)),
     }
 }
 
@@ -89,7 +91,7 @@ impl BucketStore for DaprStore {
         -> BoxFuture<Result<(), StoreError>> {
         let (dapr, store) = (self.dapr.clone(), self.store.clone());
         Box::pin(async move {
-            let value = serde_json::to_value(bucket).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let value = serde_json::to_value(bucket).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             let item = SaveItem::new(key, value)
                 .if_match(Some(etag.unwrap_or_else(|| ABSENT_ETAG.to_owned())))
                 .ttl(ttl_secs.max(1));

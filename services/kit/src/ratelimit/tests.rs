@@ -20,7 +20,7 @@ struct MemoryStore {
 }
 
 impl BucketStore for MemoryStore {
-    fn load(&self, key: String, _trace: TraceContext) -> crate::http::BoxFuture<Result<Option<Versioned>, StoreError>> {
+    fn load(&self, key: String, _trace: TraceContext) -> crate::BoxFuture<Result<Option<Versioned>, StoreError>> {
         let out = if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("down".into()))
         } else {
@@ -31,7 +31,7 @@ impl BucketStore for MemoryStore {
     }
 
     fn save(&self, key: String, bucket: Bucket, etag: Option<String>, ttl_secs: u64, _trace: TraceContext)
-        -> crate::http::BoxFuture<Result<(), StoreError>> {
+        -> crate::BoxFuture<Result<(), StoreError>> {
         let out = if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("down".into()))
         } else if self.conflicts.load(Ordering::SeqCst) > 0 {
@@ -64,10 +64,23 @@ fn limiter(pairs: &[(&str, &str)], store: Arc<MemoryStore>) -> Arc<RateLimiter> 
 
 const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
+/// The decision as the request path answers it: the headers of an allowed
+/// request, or the reply of a refused one.
+async fn check(l: &RateLimiter, route: &str, headers: &HeaderMap, peer: IpAddr) -> Result<HeaderMap, crate::http::Reply> {
+    match l.check(route, headers, peer).await {
+        Decision::Allow(headers) => Ok(headers),
+        Decision::Refuse(err, headers) => {
+            let mut reply = crate::http::error_reply(&err);
+            reply.headers_mut().extend(headers);
+            Err(reply)
+        }
+    }
+}
+
 async fn admitted(l: &RateLimiter, route: &str, headers: &HeaderMap, peer: IpAddr, n: usize) -> usize {
     let mut ok = 0;
     for _ in 0..n {
-        ok += usize::from(l.check(route, headers, peer).await.is_ok());
+        ok += usize::from(check(&l, route, headers, peer).await.is_ok());
     }
     ok
 }
@@ -118,12 +131,12 @@ async fn exactly_the_burst_then_429_with_headers_and_nothing_stored_for_refusals
     let store = Arc::new(MemoryStore::default());
     let l = limiter(&[("RATE_LIMIT_POLICIES", "/a=3/0.01")], store.clone());
     let h = HeaderMap::new();
-    let first = l.check("/a", &h, PEER).await.expect("allowed");
+    let first = check(&l, "/a", &h, PEER).await.expect("allowed");
     assert_eq!(first.get(RATELIMIT_POLICY).and_then(|v| v.to_str().ok()), Some(r#""/a";q=3;w=300"#));
     assert_eq!(first.get(RATELIMIT).and_then(|v| v.to_str().ok()), Some(r#""/a";r=2;t=100"#));
     assert_eq!(admitted(&l, "/a", &h, PEER, 5).await, 2);
     assert_eq!(store.saves.load(Ordering::SeqCst), 3, "refusals write nothing");
-    let refused = l.check("/a", &h, PEER).await.expect_err("refused");
+    let refused = check(&l, "/a", &h, PEER).await.expect_err("refused");
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("100"));
     assert!(refused.headers().contains_key(RATELIMIT_POLICY) && refused.headers().contains_key(RATELIMIT));
@@ -144,7 +157,7 @@ async fn clients_routes_and_exemptions_are_separate() {
     assert_eq!(admitted(&l, "/a", &h, "192.0.2.2".parse().expect("ip"), 5).await, 2);
     assert_eq!(admitted(&l, "/other", &h, PEER, 5).await, 1, "* covers unlisted routes");
     assert_eq!(admitted(&l, "/healthz", &h, PEER, 5).await, 5);
-    assert!(l.check("/healthz", &h, PEER).await.expect("ok").is_empty(), "no headers on an unlimited route");
+    assert!(check(&l, "/healthz", &h, PEER).await.expect("ok").is_empty(), "no headers on an unlimited route");
     // Two addresses of one IPv6 /64 share a bucket.
     let (a, b): (IpAddr, IpAddr) = ("2001:db8::1".parse().expect("ip"), "2001:db8::2".parse().expect("ip"));
     assert_eq!(admitted(&l, "/a", &h, a, 1).await + admitted(&l, "/a", &h, b, 5).await, 2);
@@ -167,9 +180,9 @@ async fn a_conflict_is_decided_again_and_endless_ones_are_refused() {
     let store = Arc::new(MemoryStore::default());
     let l = limiter(&[("RATE_LIMIT_POLICIES", "/a=5/0.01"), ("RATE_LIMIT_MAX_RETRIES", "3")], store.clone());
     store.conflicts.store(3, Ordering::SeqCst);
-    assert!(l.check("/a", &HeaderMap::new(), PEER).await.is_ok(), "the fourth attempt lands");
+    assert!(check(&l, "/a", &HeaderMap::new(), PEER).await.is_ok(), "the fourth attempt lands");
     store.conflicts.store(4, Ordering::SeqCst);
-    let refused = l.check("/a", &HeaderMap::new(), PEER).await.expect_err("contended");
+    let refused = check(&l, "/a", &HeaderMap::new(), PEER).await.expect_err("contended");
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(store.saves.load(Ordering::SeqCst), 1);
 }
@@ -195,7 +208,7 @@ async fn store_down_fails_open_to_the_local_policy_then_recovers() {
     assert!(l.outage.lock().expect("lock").is_some());
     store.down.store(false, Ordering::SeqCst);
     let other: IpAddr = "192.0.2.9".parse().expect("ip");
-    assert!(l.check("/a", &HeaderMap::new(), other).await.is_ok());
+    assert!(check(&l, "/a", &HeaderMap::new(), other).await.is_ok());
     assert!(l.outage.lock().expect("lock").is_none(), "recovered by itself");
     assert_eq!(store.saves.load(Ordering::SeqCst), 1);
 }
@@ -205,7 +218,7 @@ async fn store_down_fails_closed_with_503() {
     let store = Arc::new(MemoryStore::default());
     let l = limiter(&[("RATE_LIMIT_POLICIES", "/a=3/1"), ("RATE_LIMIT_FAIL_MODE", "closed")], store.clone());
     store.down.store(true, Ordering::SeqCst);
-    let refused = l.check("/a", &HeaderMap::new(), PEER).await.expect_err("closed");
+    let refused = check(&l, "/a", &HeaderMap::new(), PEER).await.expect_err("closed");
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
 }

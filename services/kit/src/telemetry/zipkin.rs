@@ -11,7 +11,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::IntCounterVec;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,13 +28,19 @@ const POST_TIMEOUT: Duration = Duration::from_secs(5);
 /// At shutdown, how long flushing may take.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn spans_counter() -> &'static IntCounterVec {
-    static SPANS: OnceLock<IntCounterVec> = OnceLock::new();
-    SPANS.get_or_init(|| crate::metrics::registered(register_int_counter_vec!(
-        "trace_spans_total",
-        "Finished spans by what became of them: exported, dropped (queue full) or failed (Zipkin unreachable).",
-        &["outcome"]
-    )))
+struct Metrics {
+    spans: IntCounterVec,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| Metrics {
+        spans: crate::metrics::counter_vec(
+            "trace_spans_total",
+            "Finished spans by what became of them: exported, dropped (queue full) or failed (Zipkin unreachable).",
+            &["outcome"],
+        ),
+    })
 }
 
 pub type SpanQueue = mpsc::Receiver<SpanData>;
@@ -61,7 +67,7 @@ impl SpanProcessor for ChannelProcessor {
             return;
         }
         if self.tx.try_send(span).is_err() {
-            spans_counter().with_label_values(&["dropped"]).inc();
+            metrics().spans.with_label_values(&["dropped"]).inc();
         }
     }
 
@@ -159,13 +165,13 @@ impl Poster {
         };
         match outcome {
             Ok(()) => {
-                spans_counter().with_label_values(&["exported"]).inc_by(count);
+                metrics().spans.with_label_values(&["exported"]).inc_by(count);
                 if std::mem::take(&mut self.failing) {
                     tracing::info!(endpoint = %self.endpoint, "span export recovered");
                 }
             }
             Err(reason) => {
-                spans_counter().with_label_values(&["failed"]).inc_by(count);
+                metrics().spans.with_label_values(&["failed"]).inc_by(count);
                 if !std::mem::replace(&mut self.failing, true) {
                     tracing::warn!(endpoint = %self.endpoint, %reason, "span export failed; spans are dropped until Zipkin is back");
                 }

@@ -1,0 +1,97 @@
+//! A request as handlers see it: routed, admitted, its body read within the
+//! limits, its trace context resolved.
+
+use crate::error::ApiError;
+use crate::trace::TraceContext;
+use bytes::Bytes;
+use http::header::{HeaderMap, ACCEPT};
+use http::{Method, Uri};
+use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
+
+#[derive(Debug)]
+pub struct Req {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub peer: SocketAddr,
+    /// The matched route template (never the raw path: safe as a label).
+    pub route: &'static str,
+    pub trace: TraceContext,
+}
+
+impl Req {
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.uri.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// A query parameter parsed as `T`; a malformed value is a 400.
+    pub fn query_as<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.query(name) {
+            None => Ok(None),
+            Some(raw) => raw.parse().map(Some).map_err(|_| {
+                ApiError::bad_request("invalid_query", format!("query parameter {name}={raw:?} is not valid"))
+            }),
+        }
+    }
+
+    /// The body as JSON of type `T`; anything else is a 400 saying why.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(&self.body)
+    }
+
+    /// Whether the `Accept` header names `mime` (exactly, ignoring parameters).
+    pub fn accepts(&self, mime: &str) -> bool {
+        self.headers
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| item.split(';').next().map(str::trim) == Some(mime))
+    }
+
+    /// The client this request is accounted to: the TCP peer.
+    pub fn client_ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+}
+
+/// A request body as JSON of type `T`, as [`Req::json`] reads it: empty is
+/// a 400 `empty_body`, anything serde refuses a 400 `invalid_json`. Public
+/// so the fuzz target runs exactly this.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("empty_body", "the request body is empty; send JSON"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON for this route: {e}")))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,191 @@
+//! The request path in-process: `Server::handle` needs no socket.
+
+use super::*;
+use http::header::{ACCEPT, ALLOW, CONNECTION, CONTENT_LENGTH, RETRY_AFTER};
+use http::{Method, StatusCode};
+use hyper::{Body, Request};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use crate::config::ServerConfig;
+use std::collections::HashMap;
+
+fn server(router: Router, env: &[(&str, &str)]) -> Arc<Server> {
+    let src: HashMap<&str, &str> = env.iter().copied().collect();
+    Server::new(router, ServerConfig::from_source(&src, 0).expect("config"))
+}
+
+fn peer() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 40000))
+}
+
+async fn body_json(reply: Reply) -> serde_json::Value {
+    let bytes = hyper::body::to_bytes(reply.into_body()).await.expect("body");
+    serde_json::from_slice(&bytes).expect("json body")
+}
+
+fn echo() -> Router {
+    Router::new().route(Method::POST, "/echo", |req: Req| async move {
+        Ok(with_body(StatusCode::OK, "application/octet-stream", req.body.to_vec()))
+    })
+}
+
+#[tokio::test]
+async fn unknown_route_and_wrong_method_are_json_errors() {
+    let s = server(echo(), &[]);
+    let r = s.handle(Request::get("/nope").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_json(r).await["error"]["code"], "not_found");
+    let r = s.handle(Request::get("/echo").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers().get(ALLOW).map(|v| v.as_bytes()), Some(&b"POST"[..]));
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
+    let s = server(echo(), &[("MAX_BODY_BYTES", "10")]);
+    let r = s.handle(Request::post("/echo").body(Body::from("0123456789")).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get(CONNECTION), None, "a body read to its end keeps the connection");
+    let r = s.handle(Request::post("/echo").body(Body::from("0123456789a")).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Its body is left unread, so the connection closes and the client is told.
+    assert_eq!(r.headers().get(CONNECTION).map(|v| v.as_bytes()), Some(&b"close"[..]));
+    assert_eq!(body_json(r).await["error"]["code"], "payload_too_large");
+    // Streamed with no Content-Length: counted as it arrives.
+    let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("012345"), Ok("678901")];
+    let r = s
+        .handle(Request::post("/echo").body(Body::wrap_stream(futures_util::stream::iter(chunks))).expect("req"), peer())
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408() {
+    let s = server(echo(), &[("BODY_READ_TIMEOUT_MS", "50")]);
+    let (_sender, body) = Body::channel();
+    let req = Request::post("/echo").header(CONTENT_LENGTH, "5").body(body).expect("req");
+    let r = s.handle(req, peer()).await;
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
+async fn a_slow_handler_gets_503_with_retry_after() {
+    let router = Router::new().route(Method::GET, "/slow", |_req| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok(text(StatusCode::OK, "late"))
+    });
+    let s = server(router, &[("REQUEST_TIMEOUT_MS", "30")]);
+    let r = s.handle(Request::get("/slow").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key(RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn query_and_accept_helpers() {
+    let router = Router::new().route(Method::GET, "/q", |req: Req| async move {
+        let limit: Option<u32> = req.query_as("limit")?;
+        json(StatusCode::OK, &serde_json::json!({
+            "limit": limit, "name": req.query("name"), "json": req.accepts("application/json")
+        }))
+    });
+    let s = server(router, &[]);
+    let req = Request::get("/q?limit=5&name=a%20b").header(ACCEPT, "text/html, application/json;q=0.9").body(Body::empty()).expect("req");
+    let v = body_json(s.handle(req, peer()).await).await;
+    assert_eq!(v, serde_json::json!({"limit": 5, "name": "a b", "json": true}));
+    let r = s.handle(Request::get("/q?limit=x").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn readiness_names_the_failing_probe() {
+    let router = Router::new().with_health(
+        "svc",
+        vec![("sidecar", probe(|| async { Ok::<(), String>(()) })), ("database", probe(|| async { Err("refused".to_owned()) }))],
+    );
+    let s = server(router, &[]);
+    let r = s.handle(Request::get("/healthz").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s.handle(Request::get("/readyz").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v = body_json(r).await;
+    assert_eq!(v["checks"]["database"], "refused");
+    assert_eq!(v["checks"]["sidecar"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_not_path() {
+    crate::metrics::set_build_info("svc");
+    let router = echo().with_health("svc", vec![]);
+    let s = server(router, &[]);
+    for path in ["/echo", "/nope/123"] {
+        s.handle(Request::post(path).body(Body::from("abc")).expect("req"), peer()).await;
+    }
+    let r = s.handle(Request::get("/metrics").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = String::from_utf8(hyper::body::to_bytes(r.into_body()).await.expect("body").to_vec()).expect("utf-8");
+    let count = |labels: &str| {
+        text.lines()
+            .find(|l| l.starts_with("http_server_request_duration_seconds_count{") && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    assert!(count(r#"method="POST",route="/echo",status="200""#) >= Some(1), "{text}");
+    assert!(count(r#"route="unmatched",status="404""#) >= Some(1), "{text}");
+    assert!(!text.contains("/nope/123"), "raw paths never become labels");
+    assert!(text.contains(r#"build_info{runtime="native",service="svc""#), "{text}");
+}
+
+#[tokio::test]
+async fn past_max_in_flight_requests_get_503_overloaded_but_probes_still_answer() {
+    let (release, wait) = tokio::sync::watch::channel(false);
+    let router = Router::new()
+        .route(Method::GET, "/busy", move |_req| {
+            let mut wait = wait.clone();
+            async move {
+                let _ = wait.wait_for(|done| *done).await;
+                Ok(text(StatusCode::OK, "done"))
+            }
+        })
+        .with_health("svc", vec![]);
+    let s = server(router, &[("MAX_IN_FLIGHT", "1")]);
+    let busy = tokio::spawn({
+        let s = s.clone();
+        async move { s.handle(Request::get("/busy").body(Body::empty()).expect("req"), peer()).await }
+    });
+    while s.in_flight.available_permits() > 0 {
+        tokio::task::yield_now().await;
+    }
+    let r = s.handle(Request::get("/busy").body(Body::from("an upload")).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Its body was read and dropped, so the connection may stay open.
+    assert_eq!(r.headers().get(CONNECTION), None);
+    assert_eq!(body_json(r).await["error"]["code"], "overloaded");
+    for probe in ["/healthz", "/metrics"] {
+        let r = s.handle(Request::get(probe).body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{probe} answers while the server is full");
+    }
+    let _ = release.send(true);
+    assert_eq!(busy.await.expect("join").status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn serve_stops_on_shutdown_and_lets_the_request_in_flight_finish() {
+    let router = Router::new().route(Method::GET, "/slow", |_req| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(text(StatusCode::OK, "done"))
+    });
+    let s = server(router, &[]);
+    let listener = bind(s.config()).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(s.serve(listener, async { let _ = stop_rx.await; }));
+    let client = hyper::Client::new();
+    let request = tokio::spawn(client.get(format!("http://{addr}/slow").parse().expect("uri")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop_tx.send(());
+    let res = request.await.expect("join").expect("the in-flight request completes");
+    assert_eq!(res.status(), StatusCode::OK);
+    serving.await.expect("join").expect("serve");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+}
