@@ -11,17 +11,10 @@
 //! sheds (no state call).
 
 use stack::{HttpClient, Method, Service, Stack, StackOptions};
+use stack_tests::bench::{self, env_usize, percentile};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
 
 struct Figures {
     name: &'static str,
@@ -109,11 +102,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-ratelimit: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit("bench-ratelimit", runtime.block_on(run()))
 }

@@ -23,6 +23,7 @@
 use stack::process::{pid_alive, Proc};
 use stack::service::{native_binary, wasmedge_interpreter_command, wasmedge_modules};
 use stack::{HttpClient, Method, Mode, Runtime, Service, Stack, StackOptions};
+use stack_tests::bench::{self, env_usize, median};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -48,15 +49,6 @@ struct Figures {
     rss_after: BTreeMap<Service, (u64, u64)>,
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
-}
-
-fn median(samples: &[Duration]) -> Duration {
-    let mut s = samples.to_vec();
-    s.sort();
-    s.get(s.len() / 2).copied().unwrap_or_default()
-}
 
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
@@ -88,14 +80,6 @@ fn mib(kib: u64) -> String {
 fn photo(name: &str) -> Result<Vec<u8>, Failure> {
     let path = stack::paths::shared_dir().join("images").join(name);
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()).into())
-}
-
-fn route(service: Service) -> &'static str {
-    match service {
-        Service::Grayscale => "/grayscale",
-        Service::Classify => "/classify",
-        Service::Events => "/events",
-    }
 }
 
 /// One image request straight to the app; its time, or why it failed.
@@ -150,7 +134,7 @@ async fn measure(stack: &mut Stack, photos: &[(&'static str, Vec<u8>)], requests
         f.rss_idle.insert(s.service, rss(s.pid().unwrap_or(0)));
     }
     for service in [Service::Grayscale, Service::Classify] {
-        let url = stack.service(service).url(route(service));
+        let url = stack.service(service).url(service.route());
         for i in 0..requests {
             let (photo, body) = &photos[i % photos.len()];
             let took = request(&stack.client, &url, body).await?;
@@ -185,7 +169,7 @@ async fn interpreter(stack: &Stack, service: Service, photo: &[u8]) -> Result<(D
         .await
         .map_err(|e| format!("{e}\n--- log ---\n{}", proc.log_tail(20)))?;
     let client = HttpClient::new(READY_TIMEOUT);
-    let took = request(&client, &format!("{base}{}", route(service)), photo).await?;
+    let took = request(&client, &format!("{base}{}", service.route()), photo).await?;
     let memory = rss(proc.pid());
     drop(proc);
     Ok((start, took, memory))
@@ -242,9 +226,9 @@ async fn run() -> Result<(), Failure> {
         for (photo, _) in &photos {
             let (a, b) = (median(&n.requests[&(service, *photo)]), median(&w.requests[&(service, *photo)]));
             let ratio = b.as_secs_f64() / a.as_secs_f64();
-            println!("{:<10} {:<17} {:>10} {:>14} {:>10.2}×", short(service), photo, ms(a), ms(b), ratio);
+            println!("{:<10} {:<17} {:>10} {:>14} {:>10.2}×", service.name(), photo, ms(a), ms(b), ratio);
             if worst.as_ref().is_none_or(|(r, _)| ratio > *r) {
-                worst = Some((ratio, format!("{} on {photo}", short(service))));
+                worst = Some((ratio, format!("{} on {photo}", service.name())));
             }
         }
     }
@@ -276,9 +260,9 @@ async fn run() -> Result<(), Failure> {
         let (wasm_file, so) = wasmedge_modules(service);
         let size = |p: &Path| file_size(p).map(mb).unwrap_or_else(|| "-".into());
         if file_size(&wasm_file).is_some_and(|b| b > MAX_WASM_BYTES) {
-            too_big.push(short(service));
+            too_big.push(service.name());
         }
-        println!("{:<10} {:>14} {:>10} {:>10}", short(service), size(&native_binary(service)), size(&wasm_file), size(&so));
+        println!("{:<10} {:>14} {:>10} {:>10}", service.name(), size(&native_binary(service)), size(&wasm_file), size(&so));
     }
     // classify with only the TFLite plugin backend (no tract): the original
     // template's shape; it cannot run here (no plugin), but its size shows
@@ -297,7 +281,7 @@ async fn run() -> Result<(), Failure> {
     for service in Service::ALL {
         println!(
             "{:<10} {:>22} {:>22} {:>22} {:>22}",
-            short(service),
+            service.name(),
             cell(n.rss_idle[&service]),
             cell(n.rss_after[&service]),
             cell(w.rss_idle[&service]),
@@ -310,26 +294,12 @@ async fn run() -> Result<(), Failure> {
     println!("{:<10} {:>10} {:>14} {:>11}", "service", "native", "WasmEdge AOT", "AOT/native");
     for service in Service::ALL {
         let (a, b) = (median(&n.starts[&service]), median(&w.starts[&service]));
-        println!("{:<10} {:>10} {:>14} {:>10.1}×", short(service), ms(a), ms(b), b.as_secs_f64() / a.as_secs_f64());
+        println!("{:<10} {:>10} {:>14} {:>10.1}×", service.name(), ms(a), ms(b), b.as_secs_f64() / a.as_secs_f64());
     }
     Ok(())
 }
 
-fn short(service: Service) -> &'static str {
-    match service {
-        Service::Grayscale => "grayscale",
-        Service::Classify => "classify",
-        Service::Events => "events",
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-runtimes: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit("bench-runtimes", run().await)
 }

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::schedule::Timeline;
-use crate::target::{Bodies, Endpoints, Mix, RequestFactory, Route, Target};
+use crate::target::{Bodies, Endpoints, Mix, RequestFactory, Route, Target, TargetExt};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -78,12 +78,9 @@ impl Outcome {
 }
 
 /// Microseconds, 1 µs to 1 h, 3 significant digits.
+#[expect(clippy::expect_used, reason = "fixed, valid bounds: this cannot fail, and a test covers it")]
 fn histogram() -> Histogram<u64> {
-    match Histogram::new_with_bounds(1, 3_600_000_000, 3) {
-        Ok(h) => h,
-        // Fixed, valid bounds: this cannot fail, and a test covers it.
-        Err(e) => panic!("histogram bounds: {e}"),
-    }
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
 }
 
 fn micros(d: Duration) -> u64 {
@@ -303,6 +300,7 @@ pub struct TargetReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Slow {
     pub latency_ms: f64,
+    #[serde(serialize_with = "crate::target::serialize_name")]
     pub target: Target,
     pub status: Option<u16>,
     pub trace_id: String,

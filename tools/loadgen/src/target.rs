@@ -7,56 +7,34 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Body, Method, Request};
 use rand::RngCore;
-use serde::Serialize;
 use std::fmt;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Grayscale,
-    Classify,
-    Events,
+/// A target is one of the stack's services (the harness's list: one copy).
+pub use stack::Service as Target;
+
+/// What loadgen asks of a target beyond the harness's description of it.
+pub trait TargetExt: Sized {
+    /// `grayscale`, `classify` or `events`.
+    fn parse(name: &str) -> Result<Self, Error>;
+    /// The path a request goes to (with the query an events read uses).
+    fn path(self) -> &'static str;
+    fn method(self) -> Method;
 }
 
-impl Target {
-    pub const ALL: [Target; 3] = [Target::Grayscale, Target::Classify, Target::Events];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Grayscale => "grayscale",
-            Target::Classify => "classify",
-            Target::Events => "events",
-        }
-    }
-
-    pub fn parse(name: &str) -> Result<Target, Error> {
+impl TargetExt for Target {
+    fn parse(name: &str) -> Result<Target, Error> {
         Target::ALL
             .into_iter()
             .find(|t| t.name() == name.trim())
             .ok_or_else(|| Error::usage(format!("unknown target {name:?}: expected grayscale, classify or events")))
     }
 
-    /// Whether it sends an image (and so records an event when it succeeds).
-    pub fn sends_image(self) -> bool {
-        self != Target::Events
-    }
-
-    pub fn app_id(self) -> &'static str {
-        match self {
-            Target::Grayscale => "image-api-grayscale",
-            Target::Classify => "image-api-classify",
-            Target::Events => "events-service",
-        }
-    }
-
-    /// The service's own path (with the query an events read uses).
     fn path(self) -> &'static str {
         match self {
-            Target::Grayscale => "/grayscale",
-            Target::Classify => "/classify",
             // One page of the newest events: what the web page reads.
             Target::Events => "/events?limit=20",
+            image => image.route(),
         }
     }
 
@@ -69,10 +47,9 @@ impl Target {
     }
 }
 
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// A target in JSON reports: its name.
+pub fn serialize_name<S: serde::Serializer>(target: &Target, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(target.name())
 }
 
 /// Which target request `i` goes to: the weights spread evenly by smooth
@@ -198,7 +175,7 @@ impl Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
     pub host: String,
-    /// App ports, by `Target::ALL` order.
+    /// App ports: grayscale, classify, events.
     pub app_ports: [u16; 3],
     /// Sidecar HTTP ports, same order.
     pub sidecar_ports: [u16; 3],

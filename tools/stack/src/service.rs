@@ -23,6 +23,29 @@ impl Service {
         }
     }
 
+    /// The short name people and tables use: grayscale, classify, events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Grayscale => "grayscale",
+            Service::Classify => "classify",
+            Service::Events => "events",
+        }
+    }
+
+    /// Its main route: the image route, or the events listing.
+    pub fn route(self) -> &'static str {
+        match self {
+            Service::Grayscale => "/grayscale",
+            Service::Classify => "/classify",
+            Service::Events => "/events",
+        }
+    }
+
+    /// Whether its main route takes an image (and records an event).
+    pub fn sends_image(self) -> bool {
+        self != Service::Events
+    }
+
     /// The cargo binary (and `.wasm`) name.
     pub fn binary(self) -> &'static str {
         self.app_id()
@@ -84,6 +107,12 @@ impl Service {
             ("CLASSIFY_LABELS_PATH".into(), models.join("labels_mobilenet_quant_v1_224.txt").display().to_string()),
         ]);
         env
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

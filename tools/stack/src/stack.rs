@@ -77,6 +77,7 @@ impl StackOptions {
     /// A test stack: free ports, attached processes, a fresh scratch folder,
     /// the services under the runtime `STACK_RUNTIME` names (native by
     /// default), so one suite runs against each.
+    #[expect(clippy::panic, reason = "a misspelt STACK_RUNTIME fails the test that asked for a stack")]
     pub fn test(services: &[Service]) -> Self {
         let runtime = Runtime::from_env().unwrap_or_else(|e| panic!("{e}"));
         Self {
@@ -509,10 +510,12 @@ impl Stack {
     }
 
     /// The web front; panics when the stack was started without it.
+    #[expect(clippy::panic, reason = "asking a stack for a part it was not started with is a bug in the test")]
     pub fn web(&self) -> &Nginx {
         self.web.as_ref().unwrap_or_else(|| panic!("this stack has no web front (StackOptions::with_web)"))
     }
 
+    #[expect(clippy::panic, reason = "asking a stack for a part it was not started with is a bug in the test")]
     pub fn service(&self, service: Service) -> &RunningService {
         self.services
             .iter()
@@ -520,6 +523,7 @@ impl Stack {
             .unwrap_or_else(|| panic!("{} is not part of this stack", service.app_id()))
     }
 
+    #[expect(clippy::panic, reason = "asking a stack for a part it was not started with is a bug in the test")]
     pub fn service_mut(&mut self, service: Service) -> &mut RunningService {
         self.services
             .iter_mut()
