@@ -12,7 +12,7 @@ WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy fuzz
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy fuzz
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -22,6 +22,7 @@ help:
 	@echo "make status  show what runs, with health"
 	@echo "make test    every test, against real components started on free ports,"
 	@echo "             natively and then with the services under WasmEdge"
+	@echo "make lint    cargo fmt --check and clippy with warnings as errors (make test runs it first)"
 	@echo "make test-web  only the web front's tests (nginx config, the page in Chromium)"
 	@echo "make wasmedge  WasmEdge (a Debian trixie chroot) + the services AOT-compiled for it"
 	@echo "make bench   the benchmarks (print figures)"
@@ -80,7 +81,14 @@ status:
 # cheaper than a build (~30 s cold, nothing when unchanged).
 # A passing test's stack folder goes with it; a failing one's stays, with
 # its logs, under target/stack-tmp/ until the next `make test`.
-test: daprd zipkin
+# One style, no warnings: the first step of `make test`, so it fails fast.
+# clippy covers the native targets; `make test` builds the wasm32 modules,
+# where warnings show but do not fail.
+lint: deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: lint daprd zipkin
 	@# What earlier runs left: folders of failed tests and per-run databases.
 	rm -rf "$${STACK_TMP:-target/stack-tmp}"
 	cargo build --workspace --bins

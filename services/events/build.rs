@@ -1,6 +1,8 @@
 //! Embeds `migrations/*.sql` so `/init` applies exactly the files in the
 //! repository, and the Wasm module needs no directory mapped in for them.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a build script fails the build loudly, with the reason")]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 

@@ -12,6 +12,8 @@
 //! alike. Prints p50, p99 and throughput for both and the ratios; the
 //! targets (p50 within 5 %, throughput within 10 %) are printed, not asserted.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
+
 use stack::{HttpClient, Service, Stack, StackOptions};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -10,6 +10,8 @@
 //! alternating so both see the same machine. Then a flood the local guard
 //! sheds (no state call).
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
+
 use stack::{HttpClient, Method, Service, Stack, StackOptions};
 use stack_tests::bench::{self, env_usize, percentile};
 use std::process::ExitCode;

@@ -20,6 +20,8 @@
 //! MariaDB) and saves the client's last request in Redis, as in production:
 //! that part costs the same on both runtimes but for the service's own share.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
+
 use stack::process::{pid_alive, Proc};
 use stack::service::{native_binary, wasmedge_interpreter_command, wasmedge_modules};
 use stack::{HttpClient, Method, Mode, Runtime, Service, Stack, StackOptions};
@@ -244,7 +246,7 @@ async fn run() -> Result<(), Failure> {
         let native = median(&n.requests[&(*service, INTERPRETER_PHOTO)]);
         println!(
             "{:<10} {:>12} {:>10.0}× {:>8.0}× {:>14} {:>12}",
-            short(*service),
+            service.name(),
             ms(*took),
             took.as_secs_f64() / aot.as_secs_f64(),
             took.as_secs_f64() / native.as_secs_f64(),

@@ -2,6 +2,8 @@
 //! needs through the `stack` harness (free ports, its own folder, processes
 //! that die with this binary), so tests run in parallel without sharing state.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "integration tests fail by panicking, with the reason")]
+
 mod backends;
 mod events;
 mod faults;

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p image-api-classify`; ITERATIONS=n overrides the count.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
+
 use image_api_classify::{Classifier, ClassifierConfig, ImageLimits};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //!
 //! `classify_file <model.tflite> <labels.txt> <image>...`
 
+#![allow(clippy::expect_used, clippy::panic, reason = "an example: a failure stops it with the reason")]
+
 use image_api_classify::{Classifier, ClassifierConfig, ImageLimits};
 use std::time::Instant;
 

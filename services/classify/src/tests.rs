@@ -1,6 +1,8 @@
 //! Tests on the shared models and photos (/work/shared, i.e. `../shared`
 //! from the repository root).
 
+#![allow(clippy::expect_used, reason = "test helpers fail the test by panicking, with the reason")]
+
 use super::*;
 use kit::imaging::ImageError;
 use std::sync::OnceLock;

@@ -11,6 +11,8 @@
 //!
 //! `GRAYSCALE_BENCH_ITERS` (default 41) sets iterations per photo.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
+
 use base64::Engine;
 use image::ImageFormat;
 use image_api_grayscale::{decode_luma, encode_png, grayscale_png};

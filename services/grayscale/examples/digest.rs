@@ -7,6 +7,8 @@
 //! ```
 //! then run the .wasm under any WASI runtime with the files' directory preopened.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "an example: a failure stops it with the reason")]
+
 use image_api_grayscale::grayscale_png;
 use kit::imaging::ImageLimits;
 use std::process::ExitCode;

@@ -1,6 +1,8 @@
 //! The domain through its public API: the shared photos against the original
 //! template's pipeline, every accepted format, and the inputs to refuse.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "integration tests fail by panicking, with the reason")]
+
 use image::codecs::gif::GifEncoder;
 use image::{
     Delay, DynamicImage, Frame, GrayImage, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba, RgbaImage,

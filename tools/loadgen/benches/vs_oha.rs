@@ -9,6 +9,8 @@
 //! `--latency-correction` (latency from the intended send time, as loadgen
 //! does); the last row of each pair is closed loop at fixed concurrency.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
+
 use hyper::service::{make_service_fn, service_fn};
 use hyper::{Body, Response, Server};
 use std::convert::Infallible;

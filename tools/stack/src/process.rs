@@ -29,6 +29,7 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
 /// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so
 /// attached children are forked from one thread that never does.
+#[expect(clippy::expect_used, reason = "without its spawner thread the harness can start nothing")]
 fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     SPAWNER.get_or_init(|| {

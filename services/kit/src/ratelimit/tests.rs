@@ -80,7 +80,7 @@ async fn check(l: &RateLimiter, route: &str, headers: &HeaderMap, peer: IpAddr) 
 async fn admitted(l: &RateLimiter, route: &str, headers: &HeaderMap, peer: IpAddr, n: usize) -> usize {
     let mut ok = 0;
     for _ in 0..n {
-        ok += usize::from(check(&l, route, headers, peer).await.is_ok());
+        ok += usize::from(check(l, route, headers, peer).await.is_ok());
     }
     ok
 }
