@@ -9,6 +9,7 @@ mod events;
 mod faults;
 mod flow;
 mod image_input;
+mod in_process;
 mod loadgen;
 mod migrations;
 mod observability;

@@ -22,7 +22,7 @@ pub use client::{HttpClient, Reply};
 pub use hyper::Method;
 pub use process::Mode;
 pub use service::{Runtime, Service};
-pub use stack::{Stack, StackOptions, Tracing, WebOptions};
+pub use stack::{RunningService, Stack, StackOptions, Tracing, WebOptions};
 
 use std::future::Future;
 use std::net::TcpListener;

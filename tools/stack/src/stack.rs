@@ -141,6 +141,9 @@ pub struct RunningService {
     mode: Mode,
     log: PathBuf,
     proc: Option<Proc>,
+    /// The app runs inside the test process ([`Stack::add_in_process`]),
+    /// not as a process of the harness's.
+    in_process: bool,
 }
 
 impl RunningService {
@@ -206,9 +209,9 @@ impl RunningService {
         let url = self.url("/healthz");
         let name = self.service.app_id();
         let log = self.log.clone();
-        let proc = &mut self.proc;
+        let (proc, in_process) = (&mut self.proc, self.in_process);
         wait_until(name, timeout, || {
-            let running = proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
+            let running = in_process || proc.as_mut().map(|p| p.is_running()).unwrap_or(false);
             let (client, url) = (client.clone(), url.clone());
             async move {
                 if !running {
@@ -283,6 +286,14 @@ impl Launch {
     /// Starts `service` and its daprd, without waiting; `suffix` tells
     /// replicas' logs and pid files apart.
     fn service(&self, service: Service, suffix: &str, fixed_ports: bool) -> Result<RunningService, Error> {
+        let mut running = self.sidecar_for(service, suffix, fixed_ports)?;
+        running.launch()?;
+        Ok(running)
+    }
+
+    /// Starts the daprd of one instance of `service` and settles its app's
+    /// port and environment; the app itself is not started.
+    fn sidecar_for(&self, service: Service, suffix: &str, fixed_ports: bool) -> Result<RunningService, Error> {
         let opts = &self.opts;
         let logs = self.dir.join("logs");
         let (app_port, ports) = if fixed_ports {
@@ -317,7 +328,7 @@ impl Launch {
             log_level: opts.log_level.clone(),
         };
         let sidecar = Sidecar::start(spec, &logs.join(format!("daprd-{name}.log")), self.pid_mode(&format!("daprd-{name}")))?;
-        let mut running = RunningService {
+        Ok(RunningService {
             service,
             app_port,
             sidecar,
@@ -326,9 +337,8 @@ impl Launch {
             mode: self.pid_mode(&name),
             log: logs.join(format!("{name}.log")),
             proc: None,
-        };
-        running.launch()?;
-        Ok(running)
+            in_process: false,
+        })
     }
 }
 
@@ -502,6 +512,21 @@ impl Stack {
         replica.wait_ready(STARTUP).await?;
         self.services.push(replica);
         Ok(&self.services[self.services.len() - 1])
+    }
+
+    /// One more instance of `service` whose app the caller runs in its own
+    /// process: its daprd is started for a port chosen here, and the app is
+    /// to be built from [`RunningService::env`] (its `APP_PORT` and
+    /// `DAPR_HTTP_PORT`, as every service of the stack gets them) with the
+    /// service's own `app::build`. Wait for it with
+    /// [`RunningService::wait_ready`] once the app runs.
+    pub fn add_in_process(&mut self, service: Service) -> Result<&mut RunningService, Error> {
+        let n = self.services.iter().filter(|s| s.service == service).count();
+        let mut instance = self.launch.sidecar_for(service, &format!("-in-process-{n}"), false)?;
+        instance.in_process = true;
+        self.services.push(instance);
+        let last = self.services.len() - 1;
+        Ok(&mut self.services[last])
     }
 
     /// Every running replica of `service`, the first one first.
