@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const SIGTERM: i32 = 15;
 const SIGKILL: i32 = 9;
+const SIGSTOP: i32 = 19;
 
 /// A `stackctl up` stack in its own folder; `stackctl down` when dropped,
 /// so a failing test leaves nothing running.
@@ -236,7 +237,8 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
     println!("{status}");
     for victim in ["events-service", "mariadb", "redis"] {
         let row = status.lines().find(|l| l.starts_with(&format!("{victim} "))).unwrap_or_default();
-        assert!(row.contains(" running ") && row.contains(" 1 ") && row.contains("exited"), "status shows the restart: {row:?}");
+        // The supervisor started them, so it read how they ended.
+        assert!(row.contains(" running ") && row.contains(" 1 ") && row.contains("exited: killed by signal 9"), "status shows the restart: {row:?}");
     }
     let log = stack.supervisor_log();
     assert!(log.contains("restarted events-service"), "{log}");
@@ -249,6 +251,25 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
         assert!(Instant::now() < deadline, "no exit status logged\n{}", stack.supervisor_log());
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Liveness: a service that stops answering (SIGSTOP) is killed and
+    // started again once its grace period (10 s) is over.
+    let frozen = stack.pid("image-api-classify");
+    stack::process::signal(frozen, SIGSTOP);
+    let stopped = Instant::now();
+    loop {
+        let now = stack.pids().get("image-api-classify").copied();
+        if now.is_some_and(|p| p != frozen) && healthy(&ports, "image-api-classify") {
+            break;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(60), "a frozen classify not replaced within 60 s\n{}", stack.supervisor_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = stopped.elapsed();
+    println!("  SIGSTOP image-api-classify: replaced and healthy after {:.1} s (grace 10 s)", took.as_secs_f64());
+    assert!(took >= Duration::from_secs(10), "not before its grace period: {took:?}");
+    assert!(stack.supervisor_log().contains("image-api-classify (pid"), "{}", stack.supervisor_log());
+    assert!(stack.supervisor_log().contains("unhealthy: no answer to its health check"), "{}", stack.supervisor_log());
+
     let logs = String::from_utf8_lossy(&stack.stackctl(&["logs", "events-service"]).stdout).into_owned();
     assert!(logs.lines().any(|l| l.starts_with("events-service | ") && l.contains(" INFO ")), "readable, prefixed lines: {logs}");
 }

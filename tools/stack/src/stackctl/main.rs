@@ -123,18 +123,32 @@ async fn status(dir: &Path) -> bool {
     all_up
 }
 
-/// Starts the supervisor unless one runs: this same binary, detached.
-fn start_supervisor(dir: &Path) -> Result<Option<u32>, String> {
-    let pid_file = pid_file(dir, "supervisor");
-    if live_pid(&pid_file).is_some() {
-        return Ok(None);
-    }
+/// Starts the supervisor, this same binary detached, with `supervise
+/// --start`: it first starts what is down (so it is their parent and reads
+/// their exit status later), and says how that went in `run/start-result`.
+/// Waits for that result.
+async fn start_supervisor(dir: &Path, runtime: Runtime) -> Result<u32, String> {
+    let result_file = dir.join("run/start-result");
+    let _ = std::fs::remove_file(&result_file);
     let exe = std::env::current_exe().map_err(|e| format!("this executable: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("supervise").env("STACK_DIR", dir);
+    cmd.args(["supervise", "--start"]).env("STACK_DIR", dir).env("STACK_RUNTIME", runtime.name());
     let log = dir.join("logs/supervisor.log");
-    let proc = stack::process::Proc::spawn("supervisor", cmd, &log, Mode::Detached { pid_file }).map_err(|e| e.to_string())?;
-    Ok(Some(proc.pid()))
+    let pid_file = pid_file(dir, "supervisor");
+    let mut proc = stack::process::Proc::spawn("supervisor", cmd, &log, Mode::Detached { pid_file }).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok(result) = std::fs::read_to_string(&result_file) {
+            return match result.strip_prefix("ok") {
+                Some(_) => Ok(proc.pid()),
+                None => Err(result.trim().to_owned()),
+            };
+        }
+        if !proc.is_running() || Instant::now() > deadline {
+            return Err(format!("the supervisor did not start the stack\n--- {} ---\n{}", log.display(), stack::process::tail(&log, 25)));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `make up`: starts what is down or unhealthy, in dependency order, keeps
@@ -162,20 +176,29 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
     }
     let before = pids(dir, &all);
     let fresh = before.iter().all(|(_, pid)| pid.is_none());
-    if let Err(e) = start_missing(dir, &layout, runtime).await {
-        // A stack that was not up goes down again; a partly-up one stays as it is.
-        if fresh {
-            eprintln!("stopping what was started");
-            drop(lock);
-            down(dir);
+    // Without a supervisor, a new one starts what is down; with one, here.
+    let supervisor = if live_pid(&pid_file(dir, "supervisor")).is_none() {
+        drop(lock);
+        start_supervisor(dir, runtime).await.map(Some)
+    } else {
+        let started = start_missing(dir, &layout, runtime).await;
+        drop(lock);
+        started.map(|()| None)
+    };
+    let supervisor = match supervisor {
+        Ok(pid) => pid,
+        Err(e) => {
+            // A stack that was not up goes down again; a partly-up one stays as it is.
+            if fresh {
+                eprintln!("stopping what was started");
+                down(dir);
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
-    drop(lock);
+    };
     let after = pids(dir, &all);
     let restarted: Vec<&str> = before.iter().zip(&after).filter(|(b, a)| b.1 != a.1).map(|(b, _)| b.0.as_str()).collect();
     start_grafana(dir, &layout)?;
-    let supervisor = start_supervisor(dir)?;
     if restarted.is_empty() {
         println!("the stack is already up: nothing restarted");
     } else if fresh {
@@ -323,9 +346,9 @@ async fn main() -> ExitCode {
             }
         }
         Some("supervise") => {
-            let recorded = std::fs::read_to_string(dir.join("runtime")).unwrap_or_else(|_| "native".into());
-            let result = match Runtime::parse(recorded.trim()) {
-                Ok(runtime) => supervise::run(&dir, runtime).await,
+            let start = args[1..].iter().any(|a| a == "--start");
+            let result = match up_runtime(&[]) {
+                Ok(runtime) => supervise::run(&dir, runtime, start).await,
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {

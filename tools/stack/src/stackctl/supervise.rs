@@ -118,8 +118,23 @@ async fn down_reason(dir: &Path, client: &HttpClient, c: &Component, w: &mut Wat
     Some((Some(pid), format!("unhealthy: no answer to its health check for {} s, killed", since.elapsed().as_secs())))
 }
 
-pub async fn run(dir: &Path, runtime: Runtime) -> Result<(), String> {
+/// Watches the stack in `dir` until killed; with `start`, first starts
+/// what is down and writes the outcome to `run/start-result` (`stackctl up`
+/// waits for it).
+pub async fn run(dir: &Path, runtime: Runtime, start: bool) -> Result<(), String> {
     let layout = Layout::read(dir).ok_or_else(|| format!("{}: no ports.json (run stackctl up first)", dir.display()))?;
+    if start {
+        let started = match StartLock::take(dir) {
+            Ok(_lock) => start_missing(dir, &layout, runtime).await,
+            Err(e) => Err(e),
+        };
+        let result = match &started {
+            Ok(()) => "ok\n".to_owned(),
+            Err(e) => format!("{e}\n"),
+        };
+        let _ = std::fs::write(dir.join("run/start-result"), result);
+        started?;
+    }
     let all = components(dir, &layout);
     let client = HttpClient::new(Duration::from_secs(2));
     let mut watches: BTreeMap<String, Watch> = all.iter().map(|c| (c.name.clone(), Watch::default())).collect();
