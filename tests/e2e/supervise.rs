@@ -251,6 +251,12 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
         assert!(Instant::now() < deadline, "no exit status logged\n{}", stack.supervisor_log());
         std::thread::sleep(Duration::from_millis(100));
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(stack.pids().get("events-service").is_some_and(|p| *p != pid) && healthy(&ports, "events-service")) {
+        assert!(Instant::now() < deadline, "events-service not back\n{}", stack.supervisor_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Liveness: a service that stops answering (SIGSTOP) is killed and
     // started again once its grace period (10 s) is over.
     let frozen = stack.pid("image-api-classify");

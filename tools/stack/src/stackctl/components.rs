@@ -193,17 +193,36 @@ pub fn pids(dir: &Path, all: &[Component]) -> Vec<(String, Option<u32>)> {
 pub struct StartLock(std::fs::File);
 
 impl StartLock {
+    /// Waits for the lock without blocking the runtime's thread.
+    pub async fn take_async(dir: &Path) -> Result<Self, String> {
+        loop {
+            if let Some(lock) = Self::lock(dir, false)? {
+                return Ok(lock);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn take(dir: &Path) -> Result<Self, String> {
+        Self::lock(dir, true)?.ok_or_else(|| "the start lock was not taken".to_owned())
+    }
+
+    fn lock(dir: &Path, wait: bool) -> Result<Option<Self>, String> {
         let path = dir.join("run/start.lock");
         std::fs::create_dir_all(dir.join("run")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // SAFETY: flock on a descriptor we own; blocks until the other holder is done.
+        let how = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        // SAFETY: flock on a descriptor we own; with `wait`, blocks until the other holder is done.
         #[allow(unsafe_code)]
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        let rc = unsafe { libc::flock(file.as_raw_fd(), how) };
         if rc != 0 {
-            return Err(format!("{}: {}", path.display(), std::io::Error::last_os_error()));
+            let e = std::io::Error::last_os_error();
+            if !wait && e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(format!("{}: {e}", path.display()));
         }
-        Ok(StartLock(file))
+        Ok(Some(StartLock(file)))
     }
 }
 

@@ -141,11 +141,14 @@ pub async fn run(dir: &Path, runtime: Runtime, start: bool) -> Result<(), String
     log(&format!("supervising {} components in {} (backoff {:?} doubling to {:?}, give up after {MAX_FAILURES} failures in {:?})",
         all.len(), dir.display(), FIRST_BACKOFF, MAX_BACKOFF, WINDOW));
     write_state(dir, &watches);
+    // The restart under way: the components it is for, since when, the task.
+    type Restart = (Vec<String>, Instant, tokio::task::JoinHandle<Result<(), String>>);
+    let mut restart: Option<Restart> = None;
     loop {
         let mut changed = false;
         for c in &all {
             let Some(w) = watches.get_mut(&c.name) else { continue };
-            if w.gave_up {
+            if w.gave_up || restart.as_ref().is_some_and(|(names, _, _)| names.contains(&c.name)) {
                 continue;
             }
             let Some((pid, reason)) = down_reason(dir, &client, c, w).await else { continue };
@@ -168,33 +171,42 @@ pub async fn run(dir: &Path, runtime: Runtime, start: bool) -> Result<(), String
             w.due = Some(Instant::now() + wait);
             log(&format!("{} {}{reason}; restart {} in {:.1} s", c.name, pid.map_or(String::new(), |p| format!("(pid {p}) ")), w.failures.len(), wait.as_secs_f64()));
         }
-        let now = Instant::now();
-        let due: Vec<String> = watches.iter().filter(|(_, w)| w.due.is_some_and(|t| t <= now)).map(|(n, _)| n.clone()).collect();
-        if !due.is_empty() {
-            let started = Instant::now();
-            let result = match StartLock::take(dir) {
-                Ok(_lock) => start_missing(dir, &layout, runtime).await,
-                Err(e) => Err(e),
-            };
-            for name in &due {
+        if let Some((names, started, handle)) = restart.take_if(|(_, _, h)| h.is_finished()) {
+            let result = handle.await.unwrap_or_else(|e| Err(format!("the restart task failed: {e}")));
+            for name in &names {
                 let Some(w) = watches.get_mut(name) else { continue };
-                w.due = None;
                 let pid = live_pid(&pid_file(dir, name));
+                w.counted_pid = None;
+                w.unhealthy_since = None;
                 match &result {
                     Ok(()) => {
                         w.restarts += 1;
-                        w.counted_pid = None;
                         log(&format!("restarted {name} (pid {}) in {:.1} s", pid.map_or("-".into(), |p| p.to_string()), started.elapsed().as_secs_f64()));
                     }
                     // Counted as one more failure on the next tick (a pid
                     // that is not live, or no pid file).
-                    Err(e) => {
-                        w.counted_pid = None;
-                        log(&format!("restarting {name} failed: {e}"));
-                    }
+                    Err(e) => log(&format!("restarting {name} failed: {e}")),
                 }
             }
             changed = true;
+        }
+        let now = Instant::now();
+        let due: Vec<String> = watches.iter().filter(|(_, w)| w.due.is_some_and(|t| t <= now)).map(|(n, _)| n.clone()).collect();
+        if restart.is_none() && !due.is_empty() {
+            for name in &due {
+                if let Some(w) = watches.get_mut(name) {
+                    w.due = None;
+                }
+            }
+            // In a task of its own, so the checks go on meanwhile: a
+            // component that hangs while this start waits for it is still
+            // killed after its grace, and the start then fails fast.
+            let (task_dir, task_layout) = (dir.to_owned(), layout.clone());
+            let handle = tokio::spawn(async move {
+                let _lock = StartLock::take_async(&task_dir).await?;
+                start_missing(&task_dir, &task_layout, runtime).await
+            });
+            restart = Some((due, Instant::now(), handle));
         }
         if changed {
             write_state(dir, &watches);
