@@ -105,7 +105,10 @@ pub async fn run(picked: &[Component], follow: bool) {
     for f in &mut files {
         f.print_new(&mut stdout.lock());
     }
-    while follow {
+    if !follow {
+        return;
+    }
+    loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         for f in &mut files {
             f.print_new(&mut stdout.lock());
