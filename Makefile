@@ -12,14 +12,17 @@ WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy fuzz
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy fuzz
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
 	@echo "             Zipkin :9411, Prometheus :9090)"
 	@echo "             RUNTIME=wasmedge: the services as WebAssembly under WasmEdge"
-	@echo "make down    stop what 'make up' started (data under .stack/ is kept)"
-	@echo "make status  show what runs, with health"
+	@echo "             again: starts only what is down; a supervisor restarts what dies"
+	@echo "make down    stop the supervisor, then what 'make up' started (data under .stack/ is kept)"
+	@echo "make status  show what runs, with health, restarts and the last exit reason"
+	@echo "make logs    every component's log, lines prefixed with its name;"
+	@echo "             SERVICE=<name> one (or those whose name contains it), FOLLOW=1 follows"
 	@echo "make test    every test, against real components started on free ports,"
 	@echo "             natively and then with the services under WasmEdge"
 	@echo "make lint    cargo fmt --check and clippy with warnings as errors (make test runs it first)"
@@ -72,6 +75,11 @@ down:
 
 status:
 	@target/release/stackctl status
+
+SERVICE ?=
+FOLLOW ?=
+logs:
+	@target/release/stackctl logs $(SERVICE) $(if $(filter 1,$(FOLLOW)),--follow)
 
 # The same e2e suite twice: natively, then with the services under WasmEdge.
 # runtimes:: compares the two runtimes, so it runs once WasmEdge is built.

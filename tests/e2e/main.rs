@@ -16,5 +16,6 @@ mod observability;
 mod recording;
 mod ratelimit;
 mod runtimes;
+mod supervise;
 mod support;
 mod web;

@@ -23,6 +23,22 @@ pub enum Mode {
     Attached,
     /// Outlives this process; its pid is written to `pid_file` (`make up`).
     Detached { pid_file: PathBuf },
+    /// Already running detached as `pid` (a healthy component a second
+    /// `make up` keeps): [`Proc::spawn`] starts nothing and hands back a
+    /// handle on it, so the start code runs unchanged (its readiness wait
+    /// passes at once) and only what is down gets started.
+    Adopt { pid_file: PathBuf, pid: u32 },
+}
+
+impl Mode {
+    /// `Detached` on `pid_file`, or `Adopt` when `adopt` and it names a
+    /// live process of ours.
+    pub fn detached(pid_file: PathBuf, adopt: bool) -> Mode {
+        match live_pid(&pid_file).filter(|_| adopt) {
+            Some(pid) => Mode::Adopt { pid_file, pid },
+            None => Mode::Detached { pid_file },
+        }
+    }
 }
 
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
@@ -59,6 +75,10 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path, mode: Mode) -> Result<Proc, Error> {
+        if let Mode::Adopt { pid_file, pid } = &mode {
+            let mode = Mode::Detached { pid_file: pid_file.clone() };
+            return Ok(Proc { name: name.to_owned(), pid: *pid, child: None, log: log.to_owned(), mode });
+        }
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -82,7 +102,7 @@ impl Proc {
                 sent.map_err(|_| Error::msg("the spawner thread is gone"))?;
                 rx.recv().map_err(|_| Error::msg("the spawner thread is gone"))?
             }
-            Mode::Detached { .. } => {
+            Mode::Detached { .. } | Mode::Adopt { .. } => {
                 // SAFETY: setsid is async-signal-safe.
                 unsafe {
                     cmd.pre_exec(|| {
@@ -173,6 +193,58 @@ pub fn signal(pid: u32, sig: libc::c_int) {
             }
         }
     }
+}
+
+/// The pid in `pid_file`, if that process is alive and still runs one of
+/// our executables (a recycled pid is not ours to stop or keep).
+pub fn live_pid(pid_file: &Path) -> Option<u32> {
+    let pid = read_pid_file(pid_file)?;
+    if !pid_alive(pid) {
+        return None;
+    }
+    // A binary rebuilt while it runs shows as "<name> (deleted)".
+    let exe = pid_exe(pid)?.file_name()?.to_str()?.trim_end_matches(" (deleted)").to_owned();
+    // Debian's redis-server is a link to redis-check-rdb.
+    let ours = [
+        "mariadbd", "redis-server", "redis-check-rdb", "daprd", "nginx", "java", "prometheus", "grafana", "grafana-server",
+        "stackctl",
+    ]
+    .contains(&exe.as_str())
+        || crate::Service::ALL.iter().any(|s| s.binary() == exe)
+        || exe.starts_with("wasmedge");
+    ours.then_some(pid)
+}
+
+/// What became of a process, seen from the process that may be its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Running,
+    /// Our child, and it exited: "exit status 1", "killed by signal 9".
+    Exited(String),
+    /// Gone, but another process was its parent: only that one could read
+    /// its exit status.
+    GoneNotOurChild,
+}
+
+/// Reaps `pid` if it is our child and has exited (waitpid, WNOHANG).
+pub fn exit_of(pid: u32) -> Exit {
+    let Ok(raw) = libc::pid_t::try_from(pid) else { return Exit::GoneNotOurChild };
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid with a valid out-pointer to a local.
+    let got = unsafe { libc::waitpid(raw, &mut status, libc::WNOHANG) };
+    if got == raw {
+        if libc::WIFEXITED(status) {
+            return Exit::Exited(format!("exit status {}", libc::WEXITSTATUS(status)));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Exit::Exited(format!("killed by signal {}", libc::WTERMSIG(status)));
+        }
+        return Exit::Exited(format!("wait status {status}"));
+    }
+    if got == 0 || pid_alive(pid) {
+        return Exit::Running;
+    }
+    Exit::GoneNotOurChild
 }
 
 pub fn pid_alive(pid: u32) -> bool {

@@ -55,6 +55,13 @@ pub struct StackOptions {
     pub prometheus_port: Option<u16>,
     /// The web front (nginx) in front of the sidecars, when asked for.
     pub web: Option<WebOptions>,
+    /// Detached only: keep every component whose pid file names a live
+    /// process (adopt it) and start only the rest, in the usual order
+    /// (`make up` on a partly-up stack, the supervisor's restarts).
+    pub adopt_running: bool,
+    /// Ports for these services instead of the fixed or free ones (a stack
+    /// started on free ports keeps them across restarts).
+    pub service_ports: Vec<(Service, u16, SidecarPorts)>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +100,8 @@ impl StackOptions {
             tracing: Tracing::Off,
             prometheus_port: None,
             web: None,
+            adopt_running: false,
+            service_ports: Vec::new(),
         }
     }
 
@@ -279,7 +288,7 @@ impl Launch {
     fn pid_mode(&self, name: &str) -> Mode {
         match &self.opts.mode {
             Mode::Attached => Mode::Attached,
-            Mode::Detached { .. } => Mode::Detached { pid_file: self.dir.join("run").join(format!("{name}.pid")) },
+            _ => Mode::detached(self.dir.join("run").join(format!("{name}.pid")), self.opts.adopt_running),
         }
     }
 
@@ -296,7 +305,10 @@ impl Launch {
     fn sidecar_for(&self, service: Service, suffix: &str, fixed_ports: bool) -> Result<RunningService, Error> {
         let opts = &self.opts;
         let logs = self.dir.join("logs");
-        let (app_port, ports) = if fixed_ports {
+        let given = opts.service_ports.iter().find(|(s, _, _)| *s == service && suffix.is_empty());
+        let (app_port, ports) = if let Some((_, app, sidecar)) = given {
+            (*app, *sidecar)
+        } else if fixed_ports {
             (service.app_port(), service.sidecar_ports())
         } else {
             (crate::free_port(), SidecarPorts::free())
@@ -399,7 +411,7 @@ impl Stack {
         let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
         let pid_file = |name: &str| match &opts.mode {
             Mode::Attached => Mode::Attached,
-            Mode::Detached { .. } => Mode::Detached { pid_file: dir.join("run").join(format!("{name}.pid")) },
+            _ => Mode::detached(dir.join("run").join(format!("{name}.pid")), opts.adopt_running),
         };
 
         let redis = Redis::start(&dir.join("redis"), opts.redis_port, pid_file("redis")).await?;
