@@ -12,7 +12,7 @@ WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy fuzz
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy slo-rules slo-rules-check fuzz
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -35,6 +35,7 @@ help:
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
 	@echo "make bench-loadgen   loadgen beside oha: rate accuracy, p50, CPU per request"
 	@echo "make bench-ratelimit the rate limiter's added latency, p50/p99, against limiting off"
+	@echo "make slo-rules  observability/rules/slos.yml from observability/slo/slos.yml (sloth)"
 	@echo "make fuzz    the libFuzzer targets in fuzz/, FUZZ_SECONDS (default 120) each; not part of"
 	@echo "             make test. FUZZ_TARGETS=\"grayscale event_json\" runs only those"
 
@@ -139,9 +140,30 @@ KUSTOMIZE := .cache/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 $(KUSTOMIZE):
 	GOBIN=$(CURDIR)/$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
-validate-deploy: $(KUSTOMIZE)
+validate-deploy: $(KUSTOMIZE) slo-rules-check
 	cargo build -p stack --bin stackctl
 	cd tools/validate && STACKCTL=$(CURDIR)/target/debug/stackctl KUSTOMIZE=$(CURDIR)/$(KUSTOMIZE) go test -count=1 ./...
+
+# The SLO recording rules: observability/slo/slos.yml (the one place the
+# targets are written) through sloth into observability/rules/slos.yml,
+# which is committed (Prometheus and promtool read it). slo-rules writes it;
+# (scripts/slo-rules.sh: sloth takes one service per file) slo-rules-check (part of validate-deploy, so of make test) regenerates it
+# and fails on any difference, so the two cannot drift. sloth is installed
+# once under .cache/ (~2 min cold).
+SLOTH_VERSION := v0.16.0
+SLOTH := .cache/tools/sloth-$(SLOTH_VERSION)/sloth
+SLO_SPEC := observability/slo/slos.yml
+SLO_RULES := observability/rules/slos.yml
+
+$(SLOTH):
+	GOBIN=$(CURDIR)/$(dir $(SLOTH)) go install github.com/slok/sloth/cmd/sloth@$(SLOTH_VERSION)
+
+slo-rules: $(SLOTH)
+	scripts/slo-rules.sh $(SLOTH) $(SLO_SPEC) > $(SLO_RULES)
+
+slo-rules-check: $(SLOTH)
+	@scripts/slo-rules.sh $(SLOTH) $(SLO_SPEC) | diff -u $(SLO_RULES) - \
+	  || { echo "$(SLO_RULES) is not what sloth makes of $(SLO_SPEC): run make slo-rules"; exit 1; }
 
 # loadgen beside oha on a trivial endpoint, in one run (figures, no
 # assertions). oha is built once (cargo install, minutes) into .cache/oha.

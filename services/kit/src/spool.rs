@@ -91,8 +91,10 @@ fn as_list(value: Option<Value>) -> Vec<Value> {
 
 impl Spool {
     pub fn new(dapr: DaprClient, store: impl Into<String>, slots: u32, max_per_slot: usize) -> Self {
-        // Registered now, so the depth reads 0 from the start rather than nothing.
-        metrics();
+        // Registered now, so the depth and every outcome read 0 from the start rather than nothing.
+        for outcome in ["spooled", "delivered", "refused"] {
+            metrics().events.with_label_values(&[outcome]);
+        }
         Self { dapr, store: store.into(), slots: slots.max(1), max_per_slot, pending: Default::default(), pushes: Default::default() }
     }
 

@@ -111,6 +111,14 @@ impl StackOptions {
         self
     }
 
+    /// daprd's tracing on (sampling as in components/config.yaml, spans to
+    /// the test binary's Zipkin) while the apps record no spans or metrics
+    /// and export nothing: what daprd alone costs (`make bench-observability`).
+    pub fn with_only_daprd_tracing(mut self) -> Self {
+        self.tracing = Tracing::SharedZipkin;
+        self.with_env("TRACING", "false").with_env("METRICS", "false").with_env("ZIPKIN_ENDPOINT", "")
+    }
+
     /// A Prometheus of this stack's own, on a free port.
     pub fn with_prometheus(mut self) -> Self {
         self.prometheus_port = Some(crate::free_port());

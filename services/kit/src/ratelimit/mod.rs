@@ -234,6 +234,7 @@ impl RateLimiter {
                 fallback: governor::RateLimiter::keyed(gcra_quota(p, 1.0)).with_middleware::<StateInformationMiddleware>(),
             })
             .collect();
+        metrics().touch(service, &config);
         Some(Arc::new(Self { service: service.to_owned(), config, limited, store, outage: Mutex::new(None), checks: AtomicU64::new(0) }))
     }
 
@@ -450,6 +451,29 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub state_call: HistogramVec,
     pub fallbacks: IntCounterVec,
+}
+
+/// Every decision outcome, for the series to exist from start-up.
+const OUTCOMES: &[&str] = &["allowed", "limited", "shed", "contended", "fallback_allowed", "fallback_limited", "fallback_refused"];
+
+impl Metrics {
+    /// Creates every series whose labels are known from the config at 0, so
+    /// dashboards and rate() see a healthy 0, not "No data", before the first
+    /// conflict or outage.
+    fn touch(&self, service: &str, config: &RateLimitConfig) {
+        for policy in &config.policies {
+            let route = policy.route.as_str();
+            for outcome in OUTCOMES {
+                self.decisions.with_label_values(&[service, route, outcome]);
+            }
+            self.conflicts.with_label_values(&[service, route]);
+            self.retries.with_label_values(&[service, route]);
+            self.fallbacks.with_label_values(&[service, route, config.fail_mode.name()]);
+        }
+        for op in ["get", "save"] {
+            self.state_call.with_label_values(&[op]);
+        }
+    }
 }
 
 #[cfg(test)]
