@@ -115,8 +115,11 @@ test-web: daprd
 	cargo build --workspace --bins
 	cargo test --workspace --test e2e --no-fail-fast web:: -- --nocapture
 
+# Built first, then run pinned to one core (classify's bench starts Python
+# LiteRT, its reference, on that same core).
 bench: deps
-	cargo bench -p image-api-grayscale -p image-api-classify
+	cargo bench --no-run -p image-api-grayscale -p image-api-classify
+	taskset -c 1 cargo bench -p image-api-grayscale -p image-api-classify
 
 # Native against WasmEdge in one run: per-request time, start-up, memory,
 # module sizes (tests/benches/runtimes.rs; figures, no assertions).

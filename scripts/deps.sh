@@ -64,3 +64,7 @@ if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0
   echo "deps: Node >= 20 with npm is needed for the browser tests and is not on PATH" >&2
   exit 1
 fi
+
+# libLiteRt.so for classify's native backend, and the Python reference the
+# tests compare it against (scripts/litert.sh: cached under .cache/).
+scripts/litert.sh

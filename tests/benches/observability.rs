@@ -5,6 +5,7 @@
 //!   spans to a real Zipkin), the services still without spans or metrics;
 //! - "on": spans from every service and sidecar exported to a real Zipkin,
 //!   metrics recorded and scraped every 5 s by a real Prometheus.
+//!
 //! "daprd" against "off" is daprd's share; "on" against "daprd" is the apps'
 //! own (their spans, span export, metrics; the access log is in all three).
 //!

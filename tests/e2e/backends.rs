@@ -3,7 +3,8 @@
 //! a message naming the variable, on either runtime. The services' builds
 //! have no `wasmedge-tflite` feature; the plugin-only classify module `make
 //! wasm` also builds is run under the real WasmEdge, which has no plugin
-//! here, to see it refuse to start and say why.
+//! here, to see it refuse to start and say why. Natively the default is
+//! litert, and the wasm32 build, which has no litert, refuses it.
 
 use stack::{Runtime, Service, Stack, StackOptions};
 use std::time::Duration;
@@ -21,7 +22,7 @@ async fn classify_refuses_a_backend_it_does_not_have_at_start_up() {
     let (unknown, absent) = tokio::join!(refused("onnx"), refused("wasmedge-tflite"));
     assert!(unknown.contains("image-api-classify exited"), "{unknown}");
     assert!(
-        unknown.contains(r#"invalid configuration CLASSIFY_BACKEND="onnx": unknown backend: expected tract or wasmedge-tflite"#),
+        unknown.contains(r#"invalid configuration CLASSIFY_BACKEND="onnx": unknown backend: expected one of litert, tract, wasmedge-tflite"#),
         "{unknown}"
     );
     assert!(absent.contains("image-api-classify exited"), "{absent}");
@@ -29,6 +30,40 @@ async fn classify_refuses_a_backend_it_does_not_have_at_start_up() {
         absent.contains(r#"invalid configuration CLASSIFY_BACKEND="wasmedge-tflite": this build of image-api-classify has no wasmedge-tflite backend"#),
         "{absent}"
     );
+}
+
+/// LiteRT natively by default; named under WasmEdge, a start-up error.
+#[tokio::test]
+async fn litert_is_native_only() {
+    match Runtime::from_env().unwrap_or(Runtime::Native) {
+        Runtime::WasmEdge => {
+            let e = refused("litert").await;
+            assert!(
+                e.contains(r#"invalid configuration CLASSIFY_BACKEND="litert": the litert backend runs libLiteRt.so"#)
+                    && e.contains("wasm32-wasip1"),
+                "{e}"
+            );
+        }
+        _ => {
+            let stack = crate::support::start_with(
+                StackOptions::test(&[Service::Classify]).with_env("CLASSIFY_BACKEND", "litert"),
+            )
+            .await;
+            let url = stack.service(Service::Classify).url("/classify");
+            let (_, hot_dog) = crate::support::shared_images().into_iter().next().expect("hot_dog.jpg");
+            let r = stack
+                .client
+                .request(stack::Method::POST, &url, &[("accept", "application/json")], hot_dog.into())
+                .await
+                .expect("classify");
+            assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+            let v = r.json();
+            // Python LiteRT 2.1.4 with Pillow's resize answers hotdog 227/255
+            // (services/classify's tests compute that with the reference).
+            let score = v["score"].as_u64().expect("score");
+            assert!(v["label"] == "hotdog" && score.abs_diff(227) <= 4, "{v}");
+        }
+    }
 }
 
 /// The plugin-only classify module on Debian's WasmEdge (no TFLite plugin):

@@ -41,6 +41,7 @@ pub fn config(src: &dyn Source) -> Result<Config, StartError> {
     )?;
     classifier.backend = BackendKind::parse(&backend)
         .map_err(|reason| config::ConfigError::new("CLASSIFY_BACKEND", backend, reason))?;
+    classifier.threads = config::in_range("CLASSIFY_THREADS", config::var(src, "CLASSIFY_THREADS", 1usize)?, 1..=256)?;
     Ok(Config {
         service: ImageServiceConfig::from_source(src, APP_ID, 9006, 3504)?,
         classifier,
@@ -173,14 +174,16 @@ mod tests {
             config(&HashMap::<&str, &str>::new())
                 .map(|c| c.classifier.backend)
                 .ok(),
-            Some(BackendKind::Tract)
+            Some(BackendKind::default())
         );
+        assert_eq!(BackendKind::default(), BackendKind::LiteRt);
+        assert_eq!(backend("litert"), Ok(BackendKind::LiteRt));
         assert_eq!(backend("tract"), Ok(BackendKind::Tract));
         let e = backend("onnx").expect_err("refused");
         assert!(
             e.contains("CLASSIFY_BACKEND")
                 && e.contains("\"onnx\"")
-                && e.contains("tract or wasmedge-tflite"),
+                && e.contains("litert, tract, wasmedge-tflite"),
             "{e}"
         );
     }

@@ -8,6 +8,10 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackendKind {
+    /// LiteRT (TensorFlow Lite's runtime, libLiteRt.so) on the quantized
+    /// model as it is: the reference's engine and scores. Native only, the
+    /// cargo feature `litert` (default); see [`crate::litert_backend`].
+    LiteRt,
     /// tract, on the model dequantized to float32 at load time. Pure Rust,
     /// so it runs natively and in `wasm32-wasip1` without any host plugin.
     /// The cargo feature `tract` (default).
@@ -19,11 +23,14 @@ pub enum BackendKind {
     WasmEdgeTflite,
 }
 
-/// tract when the build has it; otherwise the plugin, the only backend a
-/// `--no-default-features --features wasmedge-tflite` build has.
+/// LiteRT natively, tract in wasm32 (and natively without `litert`);
+/// otherwise the plugin, the only backend a `--no-default-features
+/// --features wasmedge-tflite` build has.
 impl Default for BackendKind {
     fn default() -> Self {
-        if cfg!(feature = "tract") {
+        if cfg!(all(feature = "litert", not(target_family = "wasm"))) {
+            BackendKind::LiteRt
+        } else if cfg!(feature = "tract") {
             BackendKind::Tract
         } else {
             BackendKind::WasmEdgeTflite
@@ -32,11 +39,12 @@ impl Default for BackendKind {
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 2] = [BackendKind::Tract, BackendKind::WasmEdgeTflite];
+    pub const ALL: [BackendKind; 3] = [BackendKind::LiteRt, BackendKind::Tract, BackendKind::WasmEdgeTflite];
 
     /// Its `CLASSIFY_BACKEND` value.
     pub fn name(self) -> &'static str {
         match self {
+            BackendKind::LiteRt => "litert",
             BackendKind::Tract => "tract",
             BackendKind::WasmEdgeTflite => crate::plugin::NAME,
         }
@@ -50,7 +58,7 @@ impl BackendKind {
             .find(|k| k.name() == name.trim())
             .ok_or_else(|| {
                 let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown backend: expected {}", names.join(" or "))
+                format!("unknown backend: expected one of {}", names.join(", "))
             })?;
         kind.available()?;
         Ok(kind)
@@ -61,6 +69,7 @@ impl BackendKind {
         availability(
             self,
             Build {
+                litert: cfg!(feature = "litert"),
                 tract: cfg!(feature = "tract"),
                 plugin: cfg!(feature = "wasmedge-tflite"),
                 wasi: cfg!(target_os = "wasi"),
@@ -73,6 +82,7 @@ impl BackendKind {
 /// whether it is for `wasm32-wasip1`.
 #[derive(Debug, Clone, Copy)]
 struct Build {
+    litert: bool,
     tract: bool,
     plugin: bool,
     wasi: bool,
@@ -81,8 +91,19 @@ struct Build {
 /// [`BackendKind::available`] for any [`Build`] (a function of all three, so
 /// every case is tested in any build).
 fn availability(kind: BackendKind, build: Build) -> Result<(), String> {
-    let Build { tract, plugin: feature, wasi } = build;
+    let Build { litert, tract, plugin: feature, wasi } = build;
     match kind {
+        BackendKind::LiteRt if wasi => Err(
+            "the litert backend runs libLiteRt.so, a native library, so it is not in the wasm32-wasip1 build; \
+             use tract"
+                .into(),
+        ),
+        BackendKind::LiteRt if !litert => Err(
+            "this build of image-api-classify has no litert backend: it was built without the default cargo \
+             feature `litert`; use tract"
+                .into(),
+        ),
+        BackendKind::LiteRt => Ok(()),
         BackendKind::Tract if !tract => Err(
             "this build of image-api-classify has no tract backend: it was built without the \
              default cargo feature `tract` (a wasmedge-tflite-only module); use wasmedge-tflite"
@@ -116,6 +137,25 @@ pub trait InferenceBackend: Send + Sync {
     fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError>;
 }
 
+/// Whether `kind` can run one inference on `threads` threads. Every backend
+/// here runs one: tract is built without rayon (so it runs in wasm32), the
+/// plugin runs as WasmEdge's TFLite does, and LiteRT 2.1.4's C library (the
+/// wheel's libLiteRt.so) exports no CPU options (`LiteRtCreateCpuOptions` is
+/// not in it), so its XNNPACK keeps its default of one thread.
+pub fn check_threads(kind: BackendKind, threads: usize) -> Result<(), ClassifyError> {
+    if threads == 1 {
+        return Ok(());
+    }
+    Err(ClassifyError::BackendUnavailable {
+        backend: kind.name(),
+        reason: format!(
+            "{threads} threads per inference: every backend of this build runs one (LiteRT {}'s libLiteRt.so has no \
+             CPU options to ask for more); concurrency comes from requests in parallel, so use CLASSIFY_THREADS=1",
+            "2.1.4"
+        ),
+    })
+}
+
 /// Load the model at `path` with the backend `kind`.
 pub fn load_backend(
     kind: BackendKind,
@@ -127,9 +167,24 @@ pub fn load_backend(
             reason,
         })?;
     match kind {
+        BackendKind::LiteRt => load_litert(path),
         BackendKind::Tract => load_tract(path),
         BackendKind::WasmEdgeTflite => load_plugin(path),
     }
+}
+
+#[cfg(all(feature = "litert", not(target_family = "wasm")))]
+fn load_litert(path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    Ok(Box::new(crate::litert_backend::LiteRtBackend::load(path)?))
+}
+
+#[cfg(not(all(feature = "litert", not(target_family = "wasm"))))]
+fn load_litert(_path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    // available() said no already; this keeps the match total.
+    Err(ClassifyError::BackendUnavailable {
+        backend: "litert",
+        reason: BackendKind::LiteRt.available().err().unwrap_or_default(),
+    })
 }
 
 #[cfg(feature = "tract")]
@@ -191,13 +246,13 @@ mod tests {
     #[test]
     fn an_unknown_backend_lists_the_known_ones() {
         let e = BackendKind::parse("onnx").expect_err("refused");
-        assert!(e.contains("tract") && e.contains("wasmedge-tflite"), "{e}");
+        assert!(e.contains("litert") && e.contains("tract") && e.contains("wasmedge-tflite"), "{e}");
     }
 
     #[test]
     fn wasmedge_tflite_needs_the_feature_and_wasm() {
         let kind = BackendKind::WasmEdgeTflite;
-        let build = |tract, plugin, wasi| Build { tract, plugin, wasi };
+        let build = |tract, plugin, wasi| Build { litert: true, tract, plugin, wasi };
         let no_feature = availability(kind, build(true, false, true)).expect_err("refused");
         assert!(
             no_feature.contains("--features wasmedge-tflite"),
@@ -212,10 +267,33 @@ mod tests {
 
     #[test]
     fn tract_needs_its_feature() {
-        let build = |tract| Build { tract, plugin: true, wasi: true };
+        let build = |tract| Build { litert: false, tract, plugin: true, wasi: true };
         assert_eq!(availability(BackendKind::Tract, build(true)), Ok(()));
         let without = availability(BackendKind::Tract, build(false)).expect_err("refused");
         assert!(without.contains("feature `tract`"), "{without}");
+    }
+
+    #[test]
+    fn litert_needs_its_feature_and_a_native_build() {
+        let build = |litert, wasi| Build { litert, tract: true, plugin: false, wasi };
+        assert_eq!(availability(BackendKind::LiteRt, build(true, false)), Ok(()));
+        let without = availability(BackendKind::LiteRt, build(false, false)).expect_err("refused");
+        assert!(without.contains("feature `litert`"), "{without}");
+        let wasm = availability(BackendKind::LiteRt, build(true, true)).expect_err("refused");
+        assert!(wasm.contains("wasm32-wasip1"), "{wasm}");
+    }
+
+    #[test]
+    fn the_default_is_litert_natively_and_tract_in_wasm() {
+        let expected = if cfg!(all(feature = "litert", not(target_family = "wasm"))) {
+            BackendKind::LiteRt
+        } else if cfg!(feature = "tract") {
+            BackendKind::Tract
+        } else {
+            BackendKind::WasmEdgeTflite
+        };
+        assert_eq!(BackendKind::default(), expected);
+        assert_eq!(BackendKind::default().available(), Ok(()));
     }
 
     #[test]

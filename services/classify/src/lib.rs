@@ -12,6 +12,8 @@ pub mod backend;
 #[cfg(feature = "tract")]
 pub mod dequantize;
 mod error;
+#[cfg(all(feature = "litert", not(target_family = "wasm")))]
+pub mod litert_backend;
 pub mod plugin;
 pub mod preprocess;
 pub mod tflite_file;
@@ -21,6 +23,8 @@ mod tract_backend;
 pub use backend::{BackendKind, InferenceBackend};
 #[cfg(feature = "tract")]
 pub use tract_backend::TractBackend;
+#[cfg(all(feature = "litert", not(target_family = "wasm")))]
+pub use litert_backend::LiteRtBackend;
 pub use error::ClassifyError;
 pub use kit::imaging::ImageLimits;
 
@@ -35,6 +39,9 @@ pub struct ClassifierConfig {
     /// How many predictions [`Classifier::classify`] returns.
     pub top_k: usize,
     pub backend: BackendKind,
+    /// Threads one inference may use (`CLASSIFY_THREADS`). 1: concurrency
+    /// comes from requests running in parallel, each on its own CPU worker.
+    pub threads: usize,
 }
 
 impl ClassifierConfig {
@@ -45,6 +52,7 @@ impl ClassifierConfig {
             labels_path: labels_path.into(),
             top_k: 5,
             backend: BackendKind::default(),
+            threads: 1,
         }
     }
 }
@@ -104,6 +112,7 @@ impl Classifier {
         let _span = tracing::info_span!("model load", model = %config.model_path.display(), backend = config.backend.name()).entered();
         // Labels first: cheap, and a wrong path fails before the slow part.
         let labels = read_labels(&config.labels_path)?;
+        backend::check_threads(config.backend, config.threads)?;
         let backend = backend::load_backend(config.backend, &config.model_path)?;
         Self::with_backend(backend, labels, &config.labels_path, config.top_k, started)
     }
@@ -224,3 +233,5 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>, ClassifyError> {
 
 #[cfg(all(test, feature = "tract"))]
 mod tests;
+#[cfg(all(test, feature = "tract", feature = "litert", not(target_family = "wasm")))]
+mod litert_tests;

@@ -1,8 +1,15 @@
-//! Image to model input, as TensorFlow Lite's reference `label_image` does
-//! for a uint8 model: RGB8, bilinear resize (TFLite `RESIZE_BILINEAR`,
-//! `align_corners = false`, `half_pixel_centers = false`) computed in float
-//! and truncated back to u8, then the real value of that u8 under the
-//! input quantization (zero point 128, scale 1/128).
+//! Image to model input, as the reference (Python LiteRT fed by Pillow) does
+//! for a uint8 model: RGB8, Pillow's bilinear resize ([`resize_like_pillow`]:
+//! antialiased, a triangle filter widened by the downscale factor, in
+//! Pillow's own fixed point, so its bytes exactly), then the real value of
+//! that u8 under the input quantization (zero point 128, scale 1/128).
+//!
+//! Why Pillow's resize: the scores are the reference's only with its input.
+//! On hot_dog LiteRT answers 227/255 after Pillow's bilinear and 248/255 after
+//! a plain (sampling, not averaging) bilinear such as TFLite's
+//! `RESIZE_BILINEAR`; every photo here is downscaled, and sampling 224 of
+//! 1280 columns aliases. [`resize_bilinear`] (TFLite's `label_image`, what
+//! classify used before) stays for comparison.
 
 use crate::ClassifyError;
 use image::RgbImage;
@@ -68,9 +75,121 @@ pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-/// The model input for `image`: resized, then normalised.
+/// Pillow's fixed point: 32 bits less 8 for the pixel and 2 for the sign
+/// and headroom (Pillow's `PRECISION_BITS`).
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// One output pixel's source span along an axis and its weights.
+struct Taps {
+    /// (first source index, weights), the weights in Pillow's fixed point.
+    spans: Vec<(usize, Vec<i32>)>,
+}
+
+impl Taps {
+    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the
+    /// bilinear (triangle, support 1) filter, `in_size` to `out_size`.
+    fn bilinear(in_size: usize, out_size: usize) -> Taps {
+        let scale = in_size as f64 / out_size as f64;
+        let filter_scale = scale.max(1.0);
+        let support = filter_scale; // the triangle's support is 1
+        let triangle = |x: f64| (1.0 - x.abs()).max(0.0);
+        let spans = (0..out_size)
+            .map(|out| {
+                let center = (out as f64 + 0.5) * scale;
+                // Pillow rounds with (int)(x + 0.5), which truncates toward 0.
+                let min = ((center - support + 0.5) as i64).max(0) as usize;
+                let max = ((center + support + 0.5) as i64).clamp(0, in_size as i64) as usize;
+                let weights: Vec<f64> = (min..max)
+                    .map(|x| triangle((x as f64 - center + 0.5) / filter_scale))
+                    .collect();
+                let total: f64 = weights.iter().sum();
+                let fixed = weights
+                    .iter()
+                    .map(|&w| {
+                        let w = if total != 0.0 { w / total } else { w } * f64::from(1u32 << PRECISION_BITS);
+                        // Pillow: (int)(w ± 0.5), away from zero.
+                        (if w < 0.0 { w - 0.5 } else { w + 0.5 }) as i32
+                    })
+                    .collect();
+                (min, fixed)
+            })
+            .collect();
+        Taps { spans }
+    }
+
+    /// Rows `[first, last)` of the source that the output needs.
+    fn range(&self) -> (usize, usize) {
+        let first = self.spans.first().map_or(0, |s| s.0);
+        let last = self.spans.last().map_or(0, |s| s.0 + s.1.len());
+        (first, last)
+    }
+}
+
+/// Pillow's rounding back to a byte: the half added up front, then shift
+/// and clamp (`clip8`).
+#[inline]
+fn clip8(sum: i32) -> u8 {
+    (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// `image` resized to `width` x `height` exactly as Pillow's
+/// `Image.resize(size, Image.BILINEAR)` does (its `ImagingResample`:
+/// horizontal pass over the rows needed, then vertical, each a convolution
+/// with fixed-point weights), as interleaved RGB8. An axis already at its
+/// size is not resampled, as in Pillow.
+pub fn resize_like_pillow(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
+    let (in_w, in_h) = (image.width() as usize, image.height() as usize);
+    let (out_w, out_h) = (width as usize, height as usize);
+    if in_w == 0 || in_h == 0 || out_w == 0 || out_h == 0 {
+        return vec![0; out_w * out_h * 3];
+    }
+    let pixels = image.as_raw();
+    let vertical = Taps::bilinear(in_h, out_h);
+    let (first_row, last_row) = vertical.range();
+    // Horizontal pass, only over the rows the vertical pass reads.
+    let (rows, row_width, row_offset) = if out_w != in_w {
+        let horizontal = Taps::bilinear(in_w, out_w);
+        let mut rows = vec![0u8; (last_row - first_row) * out_w * 3];
+        for (y, out_row) in (first_row..last_row).zip(rows.chunks_exact_mut(out_w * 3)) {
+            let in_row = &pixels[y * in_w * 3..(y + 1) * in_w * 3];
+            for ((min, weights), out) in horizontal.spans.iter().zip(out_row.chunks_exact_mut(3)) {
+                let mut sum = [1i32 << (PRECISION_BITS - 1); 3];
+                for (p, &k) in in_row[min * 3..].chunks_exact(3).zip(weights) {
+                    sum[0] += i32::from(p[0]) * k;
+                    sum[1] += i32::from(p[1]) * k;
+                    sum[2] += i32::from(p[2]) * k;
+                }
+                out.copy_from_slice(&[clip8(sum[0]), clip8(sum[1]), clip8(sum[2])]);
+            }
+        }
+        (std::borrow::Cow::Owned(rows), out_w, first_row)
+    } else {
+        (std::borrow::Cow::Borrowed(pixels.as_slice()), in_w, 0)
+    };
+    if out_h == in_h {
+        return rows.into_owned();
+    }
+    // Vertical pass: each output row a weighted sum of whole rows.
+    let stride = row_width * 3;
+    let mut out = vec![0u8; out_h * stride];
+    let mut sums = vec![0i32; stride];
+    for ((min, weights), out_row) in vertical.spans.iter().zip(out.chunks_exact_mut(stride)) {
+        sums.fill(1 << (PRECISION_BITS - 1));
+        for (y, &k) in (min - row_offset..).zip(weights) {
+            for (s, &p) in sums.iter_mut().zip(&rows[y * stride..(y + 1) * stride]) {
+                *s += i32::from(p) * k;
+            }
+        }
+        for (o, &s) in out_row.iter_mut().zip(&sums) {
+            *o = clip8(s);
+        }
+    }
+    out
+}
+
+/// The model input for `image`: resized as Pillow does, then normalised.
 pub fn to_input(image: &RgbImage, width: u32, height: u32) -> Vec<f32> {
-    resize_bilinear(image, width, height)
+    resize_like_pillow(image, width, height)
         .into_iter()
         .map(normalise)
         .collect()
@@ -104,6 +223,26 @@ mod tests {
             out.chunks(3).map(|p| p[0]).collect::<Vec<_>>(),
             vec![0, 100]
         );
+    }
+
+    #[test]
+    fn pillow_resize_keeps_a_flat_image_flat_and_same_size_as_is() {
+        let flat = RgbImage::from_pixel(37, 23, image::Rgb([200, 10, 99]));
+        let out = resize_like_pillow(&flat, 5, 4);
+        assert_eq!(out.len(), 5 * 4 * 3);
+        assert!(out.chunks(3).all(|p| p == [200, 10, 99]), "{out:?}");
+        let img = RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8 * 10, y as u8 * 20, 7]));
+        assert_eq!(resize_like_pillow(&img, 3, 2), img.as_raw().clone());
+    }
+
+    #[test]
+    fn pillow_resize_averages_when_downscaling() {
+        // 4x1 → 2x1: each output pixel is the mean of its two source pixels
+        // (triangle of support 2 centred between them: weights 1/4 3/4 3/4 1/4
+        // cut to the image give (0·3 + 50·3 + 100·1)/7 ≈ 36 for the first).
+        let img = RgbImage::from_fn(4, 1, |x, _| image::Rgb([x as u8 * 50; 3]));
+        let reds: Vec<u8> = resize_like_pillow(&img, 2, 1).chunks(3).map(|p| p[0]).collect();
+        assert_eq!(reds, vec![36, 114]);
     }
 
     #[test]

@@ -83,7 +83,9 @@ fn hot_dog_score_is_high_and_probabilities_sum_to_one() {
     assert_eq!(probabilities.len(), 1001);
     let sum: f32 = probabilities.iter().sum();
     println!("sum of probabilities: {sum}");
-    assert!((sum - 1.0).abs() < 1e-3, "sum {sum}");
+    // LiteRT's are the quantized outputs, 1/256 steps rounded down or up
+    // one by one: their sum strays from 1 (by 0.07 on grace_hopper with v1).
+    assert!((sum - 1.0).abs() < 0.1, "sum {sum}");
     assert!(probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
     let best = &classifier.top_k(&probabilities)[0];
     println!("{}", best.sentence());
@@ -114,7 +116,7 @@ fn v1_on_the_shared_photos() {
             .expect("infer")
             .iter()
             .sum();
-        assert!((sum - 1.0).abs() < 1e-3, "sum {sum}");
+        assert!((sum - 1.0).abs() < 0.1, "sum {sum}");
     }
     // The photo the original demo is about must still work on the small model.
     let hot_dog = classifier
@@ -287,4 +289,13 @@ fn top_k_orders_best_first() {
     assert_eq!(names, vec!["b", "d", "a"]);
     assert_eq!(best[0].score, 154);
     assert_eq!(top_k(&[0.5], &labels, 5).len(), 1);
+}
+
+#[test]
+fn one_thread_per_inference() {
+    let mut config = config(V1);
+    config.threads = 2;
+    let err = Classifier::load(&config).expect_err("refused");
+    assert!(matches!(err, ClassifyError::BackendUnavailable { .. }), "{err}");
+    assert!(err.to_string().contains("CLASSIFY_THREADS=1"), "{err}");
 }
