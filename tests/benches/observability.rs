@@ -118,14 +118,18 @@ async fn run() -> Result<(), String> {
             .with_env("RATE_LIMIT_POLICIES", ""),
     )
     .await?;
-    let daprd = start(StackOptions::test(&Service::ALL).with_only_daprd_tracing().with_env("RATE_LIMIT_POLICIES", "")).await?;
-    let on = start(StackOptions::test(&Service::ALL).with_tracing().with_prometheus().with_env("RATE_LIMIT_POLICIES", "")).await?;
+    let daprd =
+        start(StackOptions::test(&Service::ALL).with_only_daprd_tracing().with_env("RATE_LIMIT_POLICIES", "")).await?;
+    let on =
+        start(StackOptions::test(&Service::ALL).with_tracing().with_prometheus().with_env("RATE_LIMIT_POLICIES", ""))
+            .await?;
     let mixes = [mix(&off)?, mix(&daprd)?, mix(&on)?];
     // Warm-up: connection pools, the model's first run, the page cache.
     for m in &mixes {
         round(m, workers, 2).await;
     }
-    let mut figures: Vec<Figures> = (0..3).map(|_| Figures { latencies: Vec::new(), failed: 0, elapsed: Duration::ZERO }).collect();
+    let mut figures: Vec<Figures> =
+        (0..3).map(|_| Figures { latencies: Vec::new(), failed: 0, elapsed: Duration::ZERO }).collect();
     for r in 0..rounds {
         // Each round in a different order, so no stack always follows the same one.
         for k in 0..mixes.len() {
@@ -164,7 +168,10 @@ async fn run() -> Result<(), String> {
     let client = HttpClient::new(Duration::from_secs(5));
     if let Some(prom) = &on.prometheus {
         let spans = prom.query(&client, "sum(trace_spans_total)").await.map_err(|e| e.to_string())?;
-        println!("spans the services exported during the run (Prometheus): {}", spans.first().map(|s| s["value"][1].to_string()).unwrap_or_default());
+        println!(
+            "spans the services exported during the run (Prometheus): {}",
+            spans.first().map(|s| s["value"][1].to_string()).unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -17,7 +17,6 @@ use stack_tests::bench::{self, env_usize, percentile};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-
 struct Figures {
     name: &'static str,
     samples: Vec<Duration>,

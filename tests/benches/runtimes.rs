@@ -51,7 +51,6 @@ struct Figures {
     rss_after: BTreeMap<Service, (u64, u64)>,
 }
 
-
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms >= 100.0 {
@@ -114,7 +113,12 @@ async fn ready(url: &str, pid: Option<u32>, spawned: Instant, every: Duration) -
     }
 }
 
-async fn measure(stack: &mut Stack, photos: &[(&'static str, Vec<u8>)], requests: usize, starts: usize) -> Result<Figures, Failure> {
+async fn measure(
+    stack: &mut Stack,
+    photos: &[(&'static str, Vec<u8>)],
+    requests: usize,
+    starts: usize,
+) -> Result<Figures, Failure> {
     let mut f = Figures::default();
     let name = stack.runtime.name();
     for service in Service::ALL {
@@ -155,7 +159,11 @@ async fn measure(stack: &mut Stack, photos: &[(&'static str, Vec<u8>)], requests
 /// `service` under the interpreter, beside the WasmEdge stack's own (it
 /// uses that stack's sidecar to record its events): start-up time, the time
 /// of one request on `photo`, VmRSS after it.
-async fn interpreter(stack: &Stack, service: Service, photo: &[u8]) -> Result<(Duration, Duration, (u64, u64)), Failure> {
+async fn interpreter(
+    stack: &Stack,
+    service: Service,
+    photo: &[u8],
+) -> Result<(Duration, Duration, (u64, u64)), Failure> {
     let running = stack.service(service);
     let port = stack::free_port();
     let env: Vec<(String, String)> = running
@@ -183,11 +191,13 @@ async fn run() -> Result<(), Failure> {
     for runtime in Runtime::ALL {
         runtime.check(&Service::ALL)?;
     }
-    let photos: Vec<(&'static str, Vec<u8>)> = PHOTOS.iter().map(|&n| photo(n).map(|b| (n, b))).collect::<Result<_, _>>()?;
+    let photos: Vec<(&'static str, Vec<u8>)> =
+        PHOTOS.iter().map(|&n| photo(n).map(|b| (n, b))).collect::<Result<_, _>>()?;
 
     eprintln!("starting a native and a WasmEdge stack …");
     // Back-to-back requests from one client would hit the rate limits: off.
-    let opts = |runtime| StackOptions::test(&Service::ALL).with_runtime(runtime).with_env("RATE_LIMIT_POLICIES", "*=off");
+    let opts =
+        |runtime| StackOptions::test(&Service::ALL).with_runtime(runtime).with_env("RATE_LIMIT_POLICIES", "*=off");
     let (native, wasm) = tokio::join!(Stack::start(opts(Runtime::Native)), Stack::start(opts(Runtime::WasmEdge)));
     let (mut native, mut wasm) = (native?, wasm?);
     for stack in [&native, &wasm] {
@@ -211,7 +221,9 @@ async fn run() -> Result<(), Failure> {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().and_then(|l| l.split("version ").nth(1)).map(|v| format!("WasmEdge {}", v.trim())))
+        .and_then(|s| {
+            s.lines().next().and_then(|l| l.split("version ").nth(1)).map(|v| format!("WasmEdge {}", v.trim()))
+        })
         .unwrap_or_else(|| "WasmEdge".into());
     println!();
     println!("native vs {version} (AOT .so), one run; requests straight to the app port");
@@ -240,7 +252,10 @@ async fn run() -> Result<(), Failure> {
     }
 
     println!("\nWasmEdge interpreter (plain .wasm, --force-interpreter), {INTERPRETER_PHOTO}, one request");
-    println!("{:<10} {:>12} {:>11} {:>9} {:>14} {:>12}", "service", "request", "×AOT", "×native", "start-up", "VmRSS after");
+    println!(
+        "{:<10} {:>12} {:>11} {:>9} {:>14} {:>12}",
+        "service", "request", "×AOT", "×native", "start-up", "VmRSS after"
+    );
     for (service, (start, took, memory)) in &interp {
         let aot = median(&w.requests[&(*service, INTERPRETER_PHOTO)]);
         let native = median(&n.requests[&(*service, INTERPRETER_PHOTO)]);
@@ -264,13 +279,26 @@ async fn run() -> Result<(), Failure> {
         if file_size(&wasm_file).is_some_and(|b| b > MAX_WASM_BYTES) {
             too_big.push(service.name());
         }
-        println!("{:<10} {:>14} {:>10} {:>10}", service.name(), size(&native_binary(service)), size(&wasm_file), size(&so));
+        println!(
+            "{:<10} {:>14} {:>10} {:>10}",
+            service.name(),
+            size(&native_binary(service)),
+            size(&wasm_file),
+            size(&so)
+        );
     }
     // classify with only the TFLite plugin backend (no tract): the original
     // template's shape; it cannot run here (no plugin), but its size shows
     // what the 5 MB target costs classify.
-    let tflite = wasmedge_modules(Service::Classify).0.with_file_name(format!("{}.wasm", stack::service::TFLITE_CLASSIFY));
-    println!("{:<10} {:>14} {:>10} {:>10}  (plugin backend only, not runnable here)", "classify", "-", file_size(&tflite).map(mb).unwrap_or_else(|| "-".into()), "-");
+    let tflite =
+        wasmedge_modules(Service::Classify).0.with_file_name(format!("{}.wasm", stack::service::TFLITE_CLASSIFY));
+    println!(
+        "{:<10} {:>14} {:>10} {:>10}  (plugin backend only, not runnable here)",
+        "classify",
+        "-",
+        file_size(&tflite).map(mb).unwrap_or_else(|| "-".into()),
+        "-"
+    );
     if too_big.is_empty() {
         println!("target each .wasm ≤ {}: met", mb(MAX_WASM_BYTES));
     } else {
@@ -278,7 +306,10 @@ async fn run() -> Result<(), Failure> {
     }
 
     println!("\nresident memory of the service process, VmRSS (of which anonymous)");
-    println!("{:<10} {:>22} {:>22} {:>22} {:>22}", "service", "native idle", "native after", "WasmEdge idle", "WasmEdge after");
+    println!(
+        "{:<10} {:>22} {:>22} {:>22} {:>22}",
+        "service", "native idle", "native after", "WasmEdge idle", "WasmEdge after"
+    );
     let cell = |(rss, anon): (u64, u64)| format!("{} ({})", mib(rss), mib(anon));
     for service in Service::ALL {
         println!(

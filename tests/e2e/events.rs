@@ -16,10 +16,14 @@ async fn init_then_create_and_list_newest_first_with_paging() {
     assert_eq!(events(&stack).await, Vec::<serde_json::Value>::new());
     // A second /init applies nothing and still answers true.
     let r = c.get(&ev.url("/init")).await.expect("init again");
-    assert_eq!((r.json()["status"].clone(), r.json()["applied"].clone()), (serde_json::json!(true), serde_json::json!([])));
+    assert_eq!(
+        (r.json()["status"].clone(), r.json()["applied"].clone()),
+        (serde_json::json!(true), serde_json::json!([]))
+    );
 
     for i in 0..5u64 {
-        let body = serde_json::json!({"event_ts": 1_700_000_000_000u64 + i, "op_type": "grayscale", "input_size": 100 + i});
+        let body =
+            serde_json::json!({"event_ts": 1_700_000_000_000u64 + i, "op_type": "grayscale", "input_size": 100 + i});
         let r = c.post(&ev.url("/create_event"), body.to_string()).await.expect("create");
         assert_eq!(r.status.as_u16(), 200, "{}", r.text());
         assert_eq!(r.json()["status"], true);
@@ -103,7 +107,11 @@ async fn the_database_url_comes_from_the_secret_store() {
     assert_eq!(secrets["DB_URL"]["MYSQL"], url.as_str());
     // And the secret store is scoped: only events-service may read it.
     let sidecar = &ev.sidecar;
-    let r = stack.client.get(&format!("{}/v1.0/secrets/local-store/DB_URL:MYSQL", sidecar.http_url())).await.expect("secret");
+    let r = stack
+        .client
+        .get(&format!("{}/v1.0/secrets/local-store/DB_URL:MYSQL", sidecar.http_url()))
+        .await
+        .expect("secret");
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert_eq!(r.json()["DB_URL:MYSQL"], url.as_str());
 }

@@ -170,9 +170,14 @@ async fn faults_under_load_lose_nothing_acknowledged() {
     recoveries.push(("kill -9 the grayscale daprd", recovery(&stack, t).await));
     let faults_done = started.elapsed();
 
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("loadgen output");
+    let out =
+        tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("loadgen output");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("no JSON report ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "no JSON report ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     let v = &report["verify"];
     let statuses = &report["status"];
@@ -206,13 +211,18 @@ async fn faults_under_load_lose_nothing_acknowledged() {
     // 14.4x the 0.5 % budget of observability/slo/slos.yml.
     assert!(ratio_peak.is_some_and(|r| r > 14.4 * 0.005), "the SLI rose past the fast-burn line: {ratio_peak:?}");
     for (fault, alert, app_id) in EXPECTED_ALERTS {
-        assert!(seen.contains(&(alert.to_owned(), app_id.to_owned())), "{fault}: no {alert} for {app_id}; seen {seen:?}");
+        assert!(
+            seen.contains(&(alert.to_owned(), app_id.to_owned())),
+            "{fault}: no {alert} for {app_id}; seen {seen:?}"
+        );
     }
     // And they clear by themselves once the fault is over.
-    let faults: BTreeSet<_> = EXPECTED_ALERTS.iter().map(|(_, alert, _)| *alert).filter(|a| !BURN_RATE_ALERTS.contains(a)).collect();
+    let faults: BTreeSet<_> =
+        EXPECTED_ALERTS.iter().map(|(_, alert, _)| *alert).filter(|a| !BURN_RATE_ALERTS.contains(a)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let still: Vec<_> = alerts_seen(&stack, None).await.into_iter().filter(|(a, _)| faults.contains(a.as_str())).collect();
+        let still: Vec<_> =
+            alerts_seen(&stack, None).await.into_iter().filter(|(a, _)| faults.contains(a.as_str())).collect();
         if still.is_empty() {
             break;
         }

@@ -13,7 +13,8 @@ const EXPECTED_LABELS: [(&str, &str); 3] =
 async fn the_original_curl_flow() {
     let stack = start(&Service::ALL).await;
     let c = &stack.client;
-    let (gray, classify, ev) = (stack.service(Service::Grayscale), stack.service(Service::Classify), stack.service(Service::Events));
+    let (gray, classify, ev) =
+        (stack.service(Service::Grayscale), stack.service(Service::Classify), stack.service(Service::Events));
 
     let r = c.get(&ev.url("/init")).await.expect("init");
     assert_eq!((r.status.as_u16(), r.json()["status"].clone()), (200, serde_json::json!(true)), "{}", r.text());
@@ -36,7 +37,10 @@ async fn the_original_curl_flow() {
         assert_eq!(r.status.as_u16(), 200, "{name}: {}", r.text());
         let label = EXPECTED_LABELS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l).expect("label");
         let text = r.text();
-        assert!(text.starts_with(&format!("{label} is detected with ")) && text.ends_with("/255 confidence"), "{name}: {text}");
+        assert!(
+            text.starts_with(&format!("{label} is detected with ")) && text.ends_with("/255 confidence"),
+            "{name}: {text}"
+        );
         expected.push(("classify", bytes.len()));
     }
 
@@ -100,6 +104,7 @@ async fn through_the_sidecars_invoke_api_with_json_and_raw_png_answers() {
     assert_eq!(r.header("content-type"), Some("image/png"));
     assert!(r.body.starts_with(b"\x89PNG\r\n\x1a\n"));
 
-    let ops: Vec<String> = events(&stack).await.iter().map(|e| e["op_type"].as_str().unwrap_or_default().to_owned()).collect();
+    let ops: Vec<String> =
+        events(&stack).await.iter().map(|e| e["op_type"].as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(ops, vec!["grayscale", "classify"]);
 }

@@ -85,10 +85,9 @@ async fn a_thousand_concurrent_uploads_get_clear_answers_within_a_memory_cap() {
     // room for the runtime's own heap, and is far below what 1,000
     // unbounded decodes would take.
     const CAP_MIB: u64 = 512;
-    let stack = start_with(
-        StackOptions::test(&[Service::Grayscale, Service::Events]).with_env("RATE_LIMIT_POLICIES", ""),
-    )
-    .await;
+    let stack =
+        start_with(StackOptions::test(&[Service::Grayscale, Service::Events]).with_env("RATE_LIMIT_POLICIES", ""))
+            .await;
     let app = stack.service(Service::Grayscale);
     let pid = app.pid().expect("the grayscale app's pid");
     let url = app.url("/grayscale");

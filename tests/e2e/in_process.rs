@@ -85,6 +85,7 @@ async fn each_service_runs_in_process_beside_a_real_daprd() {
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert!(r.text().starts_with("hotdog is detected with "), "{}", r.text());
 
-    let ops: Vec<String> = events(&stack).await.iter().filter_map(|e| e["op_type"].as_str().map(str::to_owned)).collect();
+    let ops: Vec<String> =
+        events(&stack).await.iter().filter_map(|e| e["op_type"].as_str().map(str::to_owned)).collect();
     assert_eq!(ops, ["classify", "grayscale"], "both recorded, newest first");
 }

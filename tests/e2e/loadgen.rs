@@ -20,7 +20,9 @@ pub(crate) fn loadgen_binary() -> PathBuf {
 /// The flags that aim loadgen at this stack's ports.
 fn stack_flags(stack: &Stack) -> Vec<String> {
     let mut flags = Vec::new();
-    for (service, name) in [(Service::Grayscale, "grayscale"), (Service::Classify, "classify"), (Service::Events, "events")] {
+    for (service, name) in
+        [(Service::Grayscale, "grayscale"), (Service::Classify, "classify"), (Service::Events, "events")]
+    {
         let s = stack.service(service);
         flags.push(format!("--{name}-port={}", s.app_port));
         flags.push(format!("--{name}-dapr-port={}", s.sidecar.spec.ports.http));
@@ -56,7 +58,10 @@ async fn served(stack: &Stack, service: Service) -> BTreeMap<String, BTreeMap<St
         let Some(rest) = line.strip_prefix("http_server_request_duration_seconds_count{") else { continue };
         let Some((labels, value)) = rest.split_once("} ") else { continue };
         let label = |name: &str| {
-            labels.split(',').find_map(|kv| kv.strip_prefix(&format!("{name}=\""))).map(|v| v.trim_end_matches('"').to_owned())
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
         };
         let (Some(route), Some(status)) = (label("route"), label("status")) else { continue };
         let value: f64 = value.trim().parse().unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -69,8 +74,12 @@ async fn served(stack: &Stack, service: Service) -> BTreeMap<String, BTreeMap<St
 fn reported(report: &serde_json::Value) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     for (target, summary) in report["targets"].as_object().expect("targets") {
-        let counts: BTreeMap<String, u64> =
-            summary["status"].as_object().expect("status").iter().map(|(s, n)| (s.clone(), n.as_u64().unwrap_or(0))).collect();
+        let counts: BTreeMap<String, u64> = summary["status"]
+            .as_object()
+            .expect("status")
+            .iter()
+            .map(|(s, n)| (s.clone(), n.as_u64().unwrap_or(0)))
+            .collect();
         out.insert(format!("/{target}"), counts);
     }
     out
@@ -79,8 +88,7 @@ fn reported(report: &serde_json::Value) -> BTreeMap<String, BTreeMap<String, u64
 /// Asserts that, for each route loadgen aimed at, the service counted
 /// exactly the statuses the report counted.
 async fn assert_services_saw(stack: &Stack, report: &serde_json::Value) {
-    let services =
-        [("/grayscale", Service::Grayscale), ("/classify", Service::Classify), ("/events", Service::Events)];
+    let services = [("/grayscale", Service::Grayscale), ("/classify", Service::Classify), ("/events", Service::Events)];
     for (route, counts) in reported(report) {
         let service = services.iter().find(|(r, _)| *r == route).map(|(_, s)| *s).expect("a known route");
         let seen = served(stack, service).await.remove(&route).unwrap_or_default();
@@ -94,14 +102,19 @@ async fn an_open_loop_mix_is_counted_as_the_services_count_it_and_verifies() {
     let r = stack.client.get(&stack.service(Service::Events).url("/init")).await.expect("init");
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
 
-    let (out, report) = loadgen(&stack, &["--rate=8", "--duration=3s", "--mix=grayscale=2,classify=1,events=1", "--verify"]).await;
+    let (out, report) =
+        loadgen(&stack, &["--rate=8", "--duration=3s", "--mix=grayscale=2,classify=1,events=1", "--verify"]).await;
     assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     // 8/s for 3 s on a fixed timeline: exactly 24, in the mix's proportions.
     assert_eq!(report["sent"], 24, "{report}");
     assert_eq!(report["completed"], 24, "{report}");
     assert_eq!(report["run"]["mode"], "open");
     let requests = |t: &str| report["targets"][t]["requests"].as_u64();
-    assert_eq!((requests("grayscale"), requests("classify"), requests("events")), (Some(12), Some(6), Some(6)), "{report}");
+    assert_eq!(
+        (requests("grayscale"), requests("classify"), requests("events")),
+        (Some(12), Some(6), Some(6)),
+        "{report}"
+    );
     assert_eq!(report["status"]["200"], 24, "every request answered 200 at this rate: {report}");
     assert!(report["latency_ms"]["p50"].as_f64().is_some_and(|p| p > 0.0), "{report}");
     assert_eq!(report["slowest"].as_array().map(Vec::len), Some(5), "{report}");
@@ -109,7 +122,11 @@ async fn an_open_loop_mix_is_counted_as_the_services_count_it_and_verifies() {
 
     // The events grew by exactly the 18 acknowledged image requests.
     let verify = &report["verify"];
-    assert_eq!((verify["acknowledged"].as_u64(), verify["lost"].as_u64(), verify["extra"].as_u64()), (Some(18), Some(0), Some(0)), "{verify}");
+    assert_eq!(
+        (verify["acknowledged"].as_u64(), verify["lost"].as_u64(), verify["extra"].as_u64()),
+        (Some(18), Some(0), Some(0)),
+        "{verify}"
+    );
     assert_eq!(verify["passed"], true, "{verify}");
     assert_eq!(verify["after"].as_u64().map(|a| a - verify["before"].as_u64().unwrap_or(0)), Some(18), "{verify}");
     assert_eq!(events(&stack).await.len(), 18, "the events table itself");
@@ -133,7 +150,11 @@ async fn through_the_sidecars_with_a_threshold_that_fails() {
 
     // No request answers within a microsecond: the run completes, reports,
     // and exits 3 naming the p99 check.
-    let (out, report) = loadgen(&stack, &["--sidecar", "--rate=6", "--duration=2s", "--mix=grayscale=1,events=1", "--p99=1us", "--verify"]).await;
+    let (out, report) = loadgen(
+        &stack,
+        &["--sidecar", "--rate=6", "--duration=2s", "--mix=grayscale=1,events=1", "--p99=1us", "--verify"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("p99"), "which check failed: {stderr}");

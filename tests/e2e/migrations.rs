@@ -77,7 +77,10 @@ async fn up_status_down_and_to() {
     assert_eq!(db.tables().await, vec!["schema_migrations"], "a dry run changes nothing");
 
     let applied = ok(db.migrate(&["up", "--to", "2"]));
-    assert!(applied.contains("applied 0001_a") && applied.contains("applied 0002_b") && !applied.contains("0003"), "{applied}");
+    assert!(
+        applied.contains("applied 0001_a") && applied.contains("applied 0002_b") && !applied.contains("0003"),
+        "{applied}"
+    );
     let status = ok(db.migrate(&["status"]));
     assert!(status.lines().any(|l| l.starts_with("0002") && l.contains("applied")), "{status}");
     assert!(status.lines().any(|l| l.starts_with("0003") && l.contains("pending")), "{status}");

@@ -61,7 +61,8 @@ async fn wait_for_trace(zipkin: &str, trace_id: &str, expect: &[(&str, &str)]) -
         if let Ok(r) = client.get(&format!("{zipkin}/api/v2/trace/{trace_id}")).await {
             if r.status.is_success() {
                 let spans = r.json().as_array().cloned().unwrap_or_default();
-                let have = |(svc, name): &(&str, &str)| spans.iter().any(|s| service_of(s) == *svc && s["name"] == *name);
+                let have =
+                    |(svc, name): &(&str, &str)| spans.iter().any(|s| service_of(s) == *svc && s["name"] == *name);
                 if expect.iter().all(have) && orphans(&spans).len() == 1 && spans.len() == last.len() {
                     return spans;
                 }
@@ -70,7 +71,10 @@ async fn wait_for_trace(zipkin: &str, trace_id: &str, expect: &[(&str, &str)]) -
         }
         if Instant::now() > deadline {
             let names: Vec<String> = last.iter().map(|s| format!("{}:{}", service_of(s), s["name"])).collect();
-            panic!("trace {trace_id}: expected {expect:?} in one tree, Zipkin has {names:?}, orphans {:?}", orphans(&last));
+            panic!(
+                "trace {trace_id}: expected {expect:?} in one tree, Zipkin has {names:?}, orphans {:?}",
+                orphans(&last)
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -78,7 +82,8 @@ async fn wait_for_trace(zipkin: &str, trace_id: &str, expect: &[(&str, &str)]) -
 
 /// The one span named `name` in `service`'s own (app) spans.
 fn app_span<'a>(spans: &'a [Span], service: &str, name: &str) -> &'a Span {
-    let found: Vec<&Span> = spans.iter().filter(|s| is_app_span(s) && service_of(s) == service && s["name"] == name).collect();
+    let found: Vec<&Span> =
+        spans.iter().filter(|s| is_app_span(s) && service_of(s) == service && s["name"] == name).collect();
     assert_eq!(found.len(), 1, "{service}: one {name:?} span, got {}", found.len());
     found[0]
 }
@@ -95,7 +100,10 @@ fn check_trace(spans: &[Span], trace_id: &str, client_span: &str, service: &str,
     let orphans = orphans(spans);
     assert_eq!(orphans.len(), 1, "exactly one root: {orphans:?}");
     let root = spans.iter().find(|s| s["parentId"] == client_span).expect("the root continues our traceparent");
-    assert!(!is_app_span(root) && service_of(root) == service, "the service's sidecar received the request first: {root}");
+    assert!(
+        !is_app_span(root) && service_of(root) == service,
+        "the service's sidecar received the request first: {root}"
+    );
 
     // The app's server span is a child of its sidecar's span.
     let server = app_span(spans, service, &format!("post {route}"));
@@ -116,7 +124,8 @@ fn check_trace(spans: &[Span], trace_id: &str, client_span: &str, service: &str,
     let mut hops = vec![format!("{}:{}", service_of(hop), hop["name"])];
     while hop["id"] != invoke["id"] {
         assert!(!is_app_span(hop), "between the two apps only daprd spans: {hops:?}");
-        hop = parent(spans, hop).unwrap_or_else(|| panic!("the chain from create_event back to the invoke breaks: {hops:?}"));
+        hop = parent(spans, hop)
+            .unwrap_or_else(|| panic!("the chain from create_event back to the invoke breaks: {hops:?}"));
         hops.push(format!("{}:{}", service_of(hop), hop["name"]));
     }
     assert!(hops.iter().any(|h| h.starts_with("events-service:")), "the events sidecar is a hop: {hops:?}");
@@ -162,7 +171,8 @@ async fn one_request_is_one_trace_across_every_hop() {
         let answered = r.header("traceparent").unwrap_or_default();
         assert!(answered.contains(&trace_id), "{app_id} answers with a traceparent of the same trace: {answered:?}");
 
-        let mut expect: Vec<(&str, &str)> = vec![(app_id, "dapr invoke events-service/create_event"), ("events-service", "insert image_evts")];
+        let mut expect: Vec<(&str, &str)> =
+            vec![(app_id, "dapr invoke events-service/create_event"), ("events-service", "insert image_evts")];
         expect.extend(work.iter().map(|(name, _)| (app_id, *name)));
         let spans = wait_for_trace(zipkin, &trace_id, &expect).await;
         check_trace(&spans, &trace_id, &client_span, app_id, route, work);
@@ -170,12 +180,17 @@ async fn one_request_is_one_trace_across_every_hop() {
         // The logs of both apps carry the same trace id.
         for s in [service, Service::Events] {
             let lines = log_lines_with(stack.service(s).log(), &trace_id);
-            assert!(lines.iter().any(|l| l["message"] == "request" && l["span_id"].is_string()), "{}: request log line with trace_id {trace_id}", s.app_id());
+            assert!(
+                lines.iter().any(|l| l["message"] == "request" && l["span_id"].is_string()),
+                "{}: request log line with trace_id {trace_id}",
+                s.app_id()
+            );
         }
     }
 
     // Zipkin derives the service graph from the traces.
-    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) + 60_000;
+    let end =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) + 60_000;
     let r = c.get(&format!("{zipkin}/api/v2/dependencies?endTs={end}&lookback=3600000")).await.expect("dependencies");
     let links: HashSet<(String, String)> = r
         .json()
@@ -186,7 +201,10 @@ async fn one_request_is_one_trace_across_every_hop() {
         .map(|l| (l["parent"].as_str().unwrap_or("").to_owned(), l["child"].as_str().unwrap_or("").to_owned()))
         .collect();
     for from in ["image-api-grayscale", "image-api-classify"] {
-        assert!(links.contains(&(from.to_owned(), "events-service".to_owned())), "{from} -> events-service in {links:?}");
+        assert!(
+            links.contains(&(from.to_owned(), "events-service".to_owned())),
+            "{from} -> events-service in {links:?}"
+        );
     }
 }
 
@@ -310,7 +328,11 @@ async fn every_dashboard_query_returns_data_from_the_real_prometheus() {
     // A short state-store outage: the limiter's fallback decides meanwhile.
     stack.redis.stop();
     for _ in 0..5 {
-        let r = stack.client.post(&stack.service(Service::Grayscale).url("/grayscale"), b"not an image".to_vec()).await.expect("post");
+        let r = stack
+            .client
+            .post(&stack.service(Service::Grayscale).url("/grayscale"), b"not an image".to_vec())
+            .await
+            .expect("post");
         assert!([415, 429, 503].contains(&r.status.as_u16()), "{}", r.text());
     }
     stack.redis.restart().await.expect("redis back");
@@ -365,7 +387,9 @@ async fn firing(stack: &Stack, client: &HttpClient) -> HashMap<String, Vec<serde
     let mut out: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
     for alert in r.json()["data"]["alerts"].as_array().cloned().unwrap_or_default() {
         if alert["state"] == "firing" {
-            out.entry(alert["labels"]["alertname"].as_str().unwrap_or("").to_owned()).or_default().push(alert["labels"].clone());
+            out.entry(alert["labels"]["alertname"].as_str().unwrap_or("").to_owned())
+                .or_default()
+                .push(alert["labels"].clone());
         }
     }
     out
@@ -373,7 +397,9 @@ async fn firing(stack: &Stack, client: &HttpClient) -> HashMap<String, Vec<serde
 
 #[tokio::test]
 async fn sidecar_down_and_database_unreachable_alerts_fire() {
-    let mut stack = start_with(StackOptions::test(&[Service::Events, Service::Grayscale]).with_own_database().with_prometheus()).await;
+    let mut stack =
+        start_with(StackOptions::test(&[Service::Events, Service::Grayscale]).with_own_database().with_prometheus())
+            .await;
     let client = HttpClient::new(Duration::from_secs(5));
     let r = stack.client.get(&stack.service(Service::Events).url("/init")).await.expect("init");
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
@@ -388,7 +414,8 @@ async fn sidecar_down_and_database_unreachable_alerts_fire() {
     let deadline = started + Duration::from_secs(150);
     loop {
         let now = firing(&stack, &client).await;
-        let sidecar = now.get("DaprSidecarDown").is_some_and(|a| a.iter().any(|l| l["app_id"] == "image-api-grayscale"));
+        let sidecar =
+            now.get("DaprSidecarDown").is_some_and(|a| a.iter().any(|l| l["app_id"] == "image-api-grayscale"));
         let database = now.contains_key("EventsDatabaseUnreachable");
         if sidecar && database {
             println!("both alerts firing {:.0} s after the faults", started.elapsed().as_secs_f64());
@@ -404,13 +431,16 @@ async fn sidecar_down_and_database_unreachable_alerts_fire() {
 /// app_id variable and a unique uid, and the schema is one Grafana 11 reads.
 #[test]
 fn dashboards_are_well_formed_for_the_provisioned_grafana() {
-    let provisioning = std::fs::read_to_string(crate::support::repo_path("grafana/provisioning/datasources/datasources.yml")).expect("datasources.yml");
+    let provisioning =
+        std::fs::read_to_string(crate::support::repo_path("grafana/provisioning/datasources/datasources.yml"))
+            .expect("datasources.yml");
     let uids: HashSet<&str> = provisioning.lines().filter_map(|l| l.trim().strip_prefix("uid: ")).collect();
     assert_eq!(uids, HashSet::from(["prometheus", "zipkin"]), "{provisioning}");
     let mut seen = HashSet::new();
     for path in dashboards() {
         let name = path.display().to_string();
-        let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
         assert!(dash["uid"].as_str().is_some_and(|u| seen.insert(u.to_owned())), "{name}: unique uid");
         assert!(dash["schemaVersion"].as_u64().is_some_and(|v| (36..=40).contains(&v)), "{name}: schemaVersion");
         let vars = dash["templating"]["list"].as_array().cloned().unwrap_or_default();
@@ -419,11 +449,23 @@ fn dashboards_are_well_formed_for_the_provisioned_grafana() {
         assert!(!panels.is_empty(), "{name}: panels");
         for p in panels {
             let title = p["title"].as_str().unwrap_or("?");
-            assert!(p["fieldConfig"]["defaults"]["unit"].as_str().is_some_and(|u| !u.is_empty()), "{name} / {title}: unit");
-            assert!(p["datasource"]["uid"].as_str().is_some_and(|u| uids.contains(u)), "{name} / {title}: datasource uid");
+            assert!(
+                p["fieldConfig"]["defaults"]["unit"].as_str().is_some_and(|u| !u.is_empty()),
+                "{name} / {title}: unit"
+            );
+            assert!(
+                p["datasource"]["uid"].as_str().is_some_and(|u| uids.contains(u)),
+                "{name} / {title}: datasource uid"
+            );
             for t in p["targets"].as_array().cloned().unwrap_or_default() {
-                assert!(t["datasource"]["uid"].as_str().is_some_and(|u| uids.contains(u)), "{name} / {title}: target datasource");
-                assert!(t["expr"].as_str().is_some_and(|e| e.contains("$app_id")), "{name} / {title}: filtered by $app_id");
+                assert!(
+                    t["datasource"]["uid"].as_str().is_some_and(|u| uids.contains(u)),
+                    "{name} / {title}: target datasource"
+                );
+                assert!(
+                    t["expr"].as_str().is_some_and(|e| e.contains("$app_id")),
+                    "{name} / {title}: filtered by $app_id"
+                );
             }
         }
     }
@@ -457,12 +499,19 @@ fn alert_rules() -> Vec<(String, String, HashMap<String, String>)> {
 fn panels_by_id() -> HashMap<(String, u64), Vec<String>> {
     let mut out = HashMap::new();
     for path in dashboards() {
-        let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
         let uid = dash["uid"].as_str().unwrap_or("").to_owned();
         let mut stack: Vec<serde_json::Value> = dash["panels"].as_array().cloned().unwrap_or_default();
         while let Some(panel) = stack.pop() {
             stack.extend(panel["panels"].as_array().cloned().unwrap_or_default());
-            let exprs = panel["targets"].as_array().cloned().unwrap_or_default().iter().filter_map(|t| t["expr"].as_str().map(str::to_owned)).collect();
+            let exprs = panel["targets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+                .collect();
             out.insert((uid.clone(), panel["id"].as_u64().unwrap_or(0)), exprs);
         }
     }
@@ -481,17 +530,28 @@ fn every_alert_has_a_runbook_and_a_dashboard_panel_of_its_query() {
     for (name, expr, annotations) in &rules {
         let runbook = annotations.get("runbook_url").unwrap_or_else(|| panic!("{name}: no runbook_url"));
         assert_eq!(runbook, &format!("docs/runbooks/{name}.md"), "{name}: runbook_url");
-        let text = std::fs::read_to_string(crate::support::repo_path(runbook)).unwrap_or_else(|e| panic!("{name}: {runbook}: {e}"));
-        for section in ["## What it means for users", "## First three things to look at", "## How to mitigate", "## How to tell it has cleared"] {
+        let text = std::fs::read_to_string(crate::support::repo_path(runbook))
+            .unwrap_or_else(|e| panic!("{name}: {runbook}: {e}"));
+        for section in [
+            "## What it means for users",
+            "## First three things to look at",
+            "## How to mitigate",
+            "## How to tell it has cleared",
+        ] {
             assert!(text.contains(section), "{runbook}: no {section:?}");
         }
         assert!(text.contains("Zipkin") && text.contains("/d/"), "{runbook}: names a dashboard panel and Zipkin");
 
         let url = annotations.get("dashboard_url").unwrap_or_else(|| panic!("{name}: no dashboard_url"));
-        let (path, query) = url.split_once("/d/").and_then(|(_, rest)| rest.split_once('?')).unwrap_or_else(|| panic!("{name}: {url}"));
+        let (path, query) =
+            url.split_once("/d/").and_then(|(_, rest)| rest.split_once('?')).unwrap_or_else(|| panic!("{name}: {url}"));
         let uid = path.split('/').next().unwrap_or("").to_owned();
-        let id: u64 = query.strip_prefix("viewPanel=").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}: {url}: viewPanel"));
-        let exprs = panels.get(&(uid.clone(), id)).unwrap_or_else(|| panic!("{name}: {url}: no panel {id} in dashboard {uid}"));
+        let id: u64 = query
+            .strip_prefix("viewPanel=")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {url}: viewPanel"));
+        let exprs =
+            panels.get(&(uid.clone(), id)).unwrap_or_else(|| panic!("{name}: {url}: no panel {id} in dashboard {uid}"));
         let rule_expr = expr.split("expr:").nth(1).unwrap_or("").split("\n        for:").next().unwrap_or("");
         let metrics: HashSet<&str> = rule_expr
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
@@ -499,7 +559,8 @@ fn every_alert_has_a_runbook_and_a_dashboard_panel_of_its_query() {
             .collect();
         // A bare selector (`up{job="apps"} == 0`): the panel selects the same, maybe narrowed by app_id.
         let selector = rule_expr.trim().split('}').next().unwrap_or("").to_owned();
-        let needles: Vec<&str> = if metrics.is_empty() { vec![selector.as_str()] } else { metrics.into_iter().collect() };
+        let needles: Vec<&str> =
+            if metrics.is_empty() { vec![selector.as_str()] } else { metrics.into_iter().collect() };
         for m in needles {
             assert!(exprs.iter().any(|e| e.contains(m)), "{name}: {url} does not plot {m}: {exprs:?}");
         }

@@ -66,7 +66,11 @@ async fn one_replica_exact_burst_refill_clients_forwarding_and_ttl() {
     assert_error(&refused, 429, "rate_limited");
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert_eq!(refused.header("ratelimit-policy"), Some(r#""/grayscale";q=5;w=3"#));
-    assert!(refused.header("ratelimit").is_some_and(|v| v.starts_with(r#""/grayscale";r=0;t="#)), "{:?}", refused.headers);
+    assert!(
+        refused.header("ratelimit").is_some_and(|v| v.starts_with(r#""/grayscale";r=0;t="#)),
+        "{:?}",
+        refused.headers
+    );
 
     // A header from an untrusted peer does not pick another bucket.
     assert_eq!(admitted(&a, &url, &[("x-forwarded-for", "10.9.9.9")], 3).await, 0);
@@ -83,7 +87,8 @@ async fn one_replica_exact_burst_refill_clients_forwarding_and_ttl() {
     // client's headers as they came and adds no forwarding header of its
     // own, so the peer is daprd (127.0.0.1) and a trusted daprd passes a
     // client's X-Forwarded-For on (see the README).
-    let via_sidecar = post(&stack.client, &stack.service(APP).invoke_url("/grayscale"), &[("x-forwarded-for", "10.7.7.7")]).await;
+    let via_sidecar =
+        post(&stack.client, &stack.service(APP).invoke_url("/grayscale"), &[("x-forwarded-for", "10.7.7.7")]).await;
     assert_error(&via_sidecar, 400, "empty_body");
     assert!(via_sidecar.header("ratelimit").is_some(), "the headers pass through daprd");
     assert!(redis_exists(&stack, &bucket_key("/grayscale", "10.7.7.7")));
@@ -95,7 +100,10 @@ async fn one_replica_exact_burst_refill_clients_forwarding_and_ttl() {
     tokio::time::sleep(target.saturating_sub(burst_started.elapsed())).await;
     let elapsed = burst_started.elapsed().as_secs_f64();
     let more = admitted(&a, &url, &[], 10).await;
-    eprintln!("refill: {more} admitted {elapsed:.3} s after the burst began (2/s: floor = {})", (2.0 * elapsed).floor());
+    eprintln!(
+        "refill: {more} admitted {elapsed:.3} s after the burst began (2/s: floor = {})",
+        (2.0 * elapsed).floor()
+    );
     assert_eq!(more, 2, "floor(2/s × {elapsed:.3} s)");
 
     // TTL = the time to refill completely: "/" (2 at once, 1/s) is 2 s,
@@ -155,7 +163,9 @@ async fn redis_outage(fail_mode: &str) {
         .expect("recovered");
     let metrics = stack.client.get(&stack.service(APP).url("/metrics")).await.expect("metrics").text();
     assert!(
-        metrics.lines().any(|l| l.starts_with("ratelimit_fallbacks_total{") && l.contains(&format!("mode=\"{fail_mode}\""))),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ratelimit_fallbacks_total{") && l.contains(&format!("mode=\"{fail_mode}\""))),
         "fallbacks counted"
     );
     let log = std::fs::read_to_string(stack.service(APP).log()).expect("log");

@@ -21,7 +21,10 @@ async fn create_event_is_idempotent_by_event_id() {
     // The same event again (a retry): the same row, flagged, nothing added.
     let again = c.post(&ev.invoke_url("create_event"), body.to_string()).await.expect("again");
     assert_eq!(again.status.as_u16(), 200, "{}", again.text());
-    assert_eq!((again.json()["id"].clone(), again.json()["duplicate"].clone()), (first.json()["id"].clone(), serde_json::json!(true)));
+    assert_eq!(
+        (again.json()["id"].clone(), again.json()["duplicate"].clone()),
+        (first.json()["id"].clone(), serde_json::json!(true))
+    );
     assert_eq!(events(&stack).await.len(), 1);
 
     // The same id with other content is a conflict, not a silent overwrite.
@@ -52,16 +55,16 @@ fn counter(metrics: &str, name: &str, outcome: &str) -> u64 {
 
 #[tokio::test]
 async fn an_image_answered_while_events_is_down_is_recorded_once_when_it_is_back_even_across_a_redis_restart() {
-    let mut stack = start_with(
-        StackOptions::test(&[Service::Events, Service::Grayscale]).with_env("EVENT_SPOOL_DRAIN_MS", "300"),
-    )
-    .await;
+    let mut stack =
+        start_with(StackOptions::test(&[Service::Events, Service::Grayscale]).with_env("EVENT_SPOOL_DRAIN_MS", "300"))
+            .await;
     let c = stack.client.clone();
     let r = c.get(&stack.service(Service::Events).url("/init")).await.expect("init");
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
 
     stack.service_mut(Service::Events).kill();
-    let (gray, gray_metrics) = (stack.service(Service::Grayscale).url("/grayscale"), stack.service(Service::Grayscale).url("/metrics"));
+    let (gray, gray_metrics) =
+        (stack.service(Service::Grayscale).url("/grayscale"), stack.service(Service::Grayscale).url("/metrics"));
     let mut answered = 0;
     for _ in 0..3 {
         let r = c.post(&gray, image("hot_dog.jpg")).await.expect("grayscale");
@@ -114,7 +117,10 @@ async fn an_image_answered_while_events_is_down_is_recorded_once_when_it_is_back
         if gauge(&metrics, "events_spool_unreadable_slots") == Some(0) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "5 s after the repair the slot still counts as unreadable:\n{metrics}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "5 s after the repair the slot still counts as unreadable:\n{metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -46,7 +46,11 @@ impl UpStack {
     fn up(&self) -> String {
         let out = self.stackctl(&["up"]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "stackctl up failed\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "stackctl up failed\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         stdout
     }
 
@@ -127,7 +131,11 @@ fn a_second_up_restarts_nothing_healthy_and_only_what_was_stopped() {
     wait_gone(grayscale);
     let out = stack.up();
     assert!(out.contains("started what was down") && out.contains("image-api-grayscale"), "{out}");
-    assert_eq!(changed(&first, &stack.pids()), vec!["image-api-grayscale".to_owned()], "only the stopped one restarted\n{out}");
+    assert_eq!(
+        changed(&first, &stack.pids()),
+        vec!["image-api-grayscale".to_owned()],
+        "only the stopped one restarted\n{out}"
+    );
     assert!(stack.supervisor_pid().is_some(), "up started the supervisor again");
 
     // down stops the supervisor first: nothing comes back.
@@ -139,7 +147,6 @@ fn a_second_up_restarts_nothing_healthy_and_only_what_was_stopped() {
     assert!(stack.pids().is_empty() && stack.supervisor_pid().is_none(), "nothing came back: {:?}", stack.pids());
 }
 
-
 /// Whether the component answers its liveness check.
 fn healthy(ports: &serde_json::Value, name: &str) -> bool {
     let port = |v: &serde_json::Value| v.as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
@@ -149,7 +156,9 @@ fn healthy(ports: &serde_json::Value, name: &str) -> bool {
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         let mut answer = String::new();
-        s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok() && (answer.starts_with("HTTP/1.1 2"))
+        s.write_all(req.as_bytes()).is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && (answer.starts_with("HTTP/1.1 2"))
     };
     match name {
         "mariadb" | "redis" => std::net::TcpStream::connect(("127.0.0.1", port(&ports[name]))).is_ok(),
@@ -169,7 +178,10 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
     stack.up();
     let ports = stack.ports();
     let app = |id: &str, k: &str| ports["services"][id][k].as_u64().unwrap_or(0);
-    let init = Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{}/init", app("events-service", "app"))]).output().expect("curl");
+    let init = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{}/init", app("events-service", "app"))])
+        .output()
+        .expect("curl");
     assert!(init.status.success(), "events /init: {}", String::from_utf8_lossy(&init.stderr));
 
     let mut figures = Vec::new();
@@ -206,12 +218,20 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
             if now.is_some_and(|p| p != pid && stack::process::pid_alive(p)) && healthy(&ports, victim) {
                 break killed.elapsed();
             }
-            assert!(killed.elapsed() < Duration::from_secs(60), "{victim} not back 60 s after kill -9\n{}", stack.supervisor_log());
+            assert!(
+                killed.elapsed() < Duration::from_secs(60),
+                "{victim} not back 60 s after kill -9\n{}",
+                stack.supervisor_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let out = child.wait_with_output().expect("loadgen output");
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("no JSON report ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "no JSON report ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
         });
         let sent = report["sent"].as_u64().unwrap_or(0);
         let ok: u64 = report["status"]
@@ -229,7 +249,11 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
         assert!(back < Duration::from_secs(30), "{victim} back within its first backoff and a start: {back:?}");
         assert_eq!(v["lost"], 0, "kill -9 {victim}: every acknowledged request has its event: {report}");
         assert_eq!(v["settled"], true, "kill -9 {victim}: the count settled: {v}");
-        assert_eq!(changed(&before, &stack.pids()), vec![victim.to_owned()], "kill -9 {victim}: the others keep their pids");
+        assert_eq!(
+            changed(&before, &stack.pids()),
+            vec![victim.to_owned()],
+            "kill -9 {victim}: the others keep their pids"
+        );
     }
     println!("supervisor restarts under load ({RATE} req/s for {LOAD_SECS} s each):\n{}", figures.join("\n"));
 
@@ -238,7 +262,10 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
     for victim in ["events-service", "mariadb", "redis"] {
         let row = status.lines().find(|l| l.starts_with(&format!("{victim} "))).unwrap_or_default();
         // The supervisor started them, so it read how they ended.
-        assert!(row.contains(" running ") && row.contains(" 1 ") && row.contains("exited: killed by signal 9"), "status shows the restart: {row:?}");
+        assert!(
+            row.contains(" running ") && row.contains(" 1 ") && row.contains("exited: killed by signal 9"),
+            "status shows the restart: {row:?}"
+        );
     }
     let log = stack.supervisor_log();
     assert!(log.contains("restarted events-service"), "{log}");
@@ -267,7 +294,11 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
         if now.is_some_and(|p| p != frozen) && healthy(&ports, "image-api-classify") {
             break;
         }
-        assert!(stopped.elapsed() < Duration::from_secs(60), "a frozen classify not replaced within 60 s\n{}", stack.supervisor_log());
+        assert!(
+            stopped.elapsed() < Duration::from_secs(60),
+            "a frozen classify not replaced within 60 s\n{}",
+            stack.supervisor_log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = stopped.elapsed();
@@ -277,5 +308,8 @@ fn the_supervisor_brings_back_what_was_killed_under_load() {
     assert!(stack.supervisor_log().contains("unhealthy: no answer to its health check"), "{}", stack.supervisor_log());
 
     let logs = String::from_utf8_lossy(&stack.stackctl(&["logs", "events-service"]).stdout).into_owned();
-    assert!(logs.lines().any(|l| l.starts_with("events-service | ") && l.contains(" INFO ")), "readable, prefixed lines: {logs}");
+    assert!(
+        logs.lines().any(|l| l.starts_with("events-service | ") && l.contains(" INFO ")),
+        "readable, prefixed lines: {logs}"
+    );
 }

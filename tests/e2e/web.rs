@@ -57,11 +57,17 @@ fn recording_upstream() -> (u16, mpsc::Receiver<Seen>) {
                     headers.push((k.trim().to_owned(), v.trim().to_owned()));
                 }
             }
-            let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
             let mut body = vec![0; len];
             let body_len = reader.read_exact(&mut body).map(|_| len).unwrap_or(0);
             let mut stream = reader.into_inner();
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            );
             let _ = tx.send(Seen { target, headers, body_len });
         }
     });
@@ -86,7 +92,9 @@ async fn nginx_before(upstream: u16, max_body_bytes: usize) -> Nginx {
 #[track_caller]
 fn assert_security_headers(reply: &stack::Reply, what: &str) {
     let csp = reply.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP"));
-    for directive in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'"] {
+    for directive in
+        ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'"]
+    {
         assert!(csp.contains(directive), "{what}: CSP {csp:?} lacks {directive}");
     }
     assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
@@ -103,7 +111,11 @@ async fn nginx_serves_the_page_with_security_headers_on_every_answer() {
 
     let page = c.get(&web.url("/")).await.expect("GET /");
     assert_eq!(page.status.as_u16(), 200);
-    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{:?}", page.header("content-type"));
+    assert!(
+        page.header("content-type").is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        page.header("content-type")
+    );
     assert!(page.text().contains("<script src=\"app.js\""), "the page: {}", page.text());
     assert_security_headers(&page, "GET /");
 
@@ -138,10 +150,17 @@ async fn nginx_forwards_to_the_sidecars_invoke_api_and_overwrites_x_forwarded_fo
     let web = nginx_before(upstream, TEST_MAX_BODY).await;
     let c = stack::HttpClient::default();
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let next = |what: &str| seen.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("{what} did not reach the upstream"));
+    let next = |what: &str| {
+        seen.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("{what} did not reach the upstream"))
+    };
 
     let r = c
-        .request(Method::GET, &web.url("/api/events?limit=5&before_id=9"), &[("x-forwarded-for", "6.6.6.6"), ("traceparent", tp)], Default::default())
+        .request(
+            Method::GET,
+            &web.url("/api/events?limit=5&before_id=9"),
+            &[("x-forwarded-for", "6.6.6.6"), ("traceparent", tp)],
+            Default::default(),
+        )
         .await
         .expect("events");
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok"));
@@ -154,7 +173,12 @@ async fn nginx_forwards_to_the_sidecars_invoke_api_and_overwrites_x_forwarded_fo
     let photo = crate::support::image("hot_dog.jpg");
     for (route, app) in [("grayscale", "image-api-grayscale"), ("classify", "image-api-classify")] {
         let r = c
-            .request(Method::POST, &web.url(&format!("/api/{route}")), &[("x-forwarded-for", "10.0.0.1, 10.0.0.2")], photo.clone().into())
+            .request(
+                Method::POST,
+                &web.url(&format!("/api/{route}")),
+                &[("x-forwarded-for", "10.0.0.1, 10.0.0.2")],
+                photo.clone().into(),
+            )
             .await
             .expect(route);
         assert_eq!(r.status.as_u16(), 200, "{route}: {}", r.text());
@@ -192,7 +216,12 @@ fn npm_ci(web: &Path) {
             .current_dir(web)
             .output()
             .expect("npm (Node 20 + npm must be installed)");
-        assert!(out.status.success(), "npm ci failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "npm ci failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::write(&stamp, &lock).expect("npm stamp");
     }
     *done = true;
@@ -232,8 +261,15 @@ async fn the_page_in_chromium() {
         .env("WEB_MAX_BODY", TEST_MAX_BODY.to_string())
         // The test follows each trace link into this Zipkin (findTracesInZipkin).
         .env("ZIPKIN_URL", zipkin.trim_end_matches('/'));
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("node (Node 20 must be installed)");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("node (Node 20 must be installed)");
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{log}");
-    assert!(out.status.success(), "the browser test failed:\n{log}\n--- nginx error log ---\n{}", stack::process::tail(&stack.web().dir.join("logs/error.log"), 20));
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{log}\n--- nginx error log ---\n{}",
+        stack::process::tail(&stack.web().dir.join("logs/error.log"), 20)
+    );
 }

@@ -65,7 +65,10 @@ fn reference(model: &Path, iterations: usize) -> Result<HashMap<String, (f64, f6
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let photo = v["photo"].as_str().and_then(|p| p.rsplit('/').next()).unwrap_or_default().to_owned();
-        figures.insert(photo, (v["end_to_end_ms"].as_f64().unwrap_or(f64::NAN), v["invoke_ms"].as_f64().unwrap_or(f64::NAN)));
+        figures.insert(
+            photo,
+            (v["end_to_end_ms"].as_f64().unwrap_or(f64::NAN), v["invoke_ms"].as_f64().unwrap_or(f64::NAN)),
+        );
     }
     Ok(figures)
 }
@@ -110,7 +113,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let pre = time(iterations, || classifier.preprocess(&bytes, &limits));
                 let inf = time(iterations, || classifier.infer(&input));
                 let whole = time(iterations, || classifier.classify(&bytes, &limits));
-                let (py_whole, py_invoke) = python.as_ref().ok().and_then(|p| p.get(photo).copied()).unwrap_or((f64::NAN, f64::NAN));
+                let (py_whole, py_invoke) =
+                    python.as_ref().ok().and_then(|p| p.get(photo).copied()).unwrap_or((f64::NAN, f64::NAN));
                 println!(
                     "  {:<8} {photo:<17} {:>10.2} {:>10.2} {:>10.2} {:>8.1}  {:>13.2} {:>10.2} {:>7.2} {:>7.2}  {}",
                     backend.name(),

@@ -14,11 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: classify_file <model.tflite> <labels.txt> <image>...".into());
     };
     let classifier = Classifier::load(&ClassifierConfig::new(model, labels))?;
-    println!(
-        "loaded {model} in {:?}, input {:?}",
-        classifier.load_duration(),
-        classifier.input_size()
-    );
+    println!("loaded {model} in {:?}, input {:?}", classifier.load_duration(), classifier.input_size());
     for image in images {
         let bytes = std::fs::read(image)?;
         let started = Instant::now();
@@ -29,10 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let predictions = classifier.top_k(&probabilities);
         println!("{image}: preprocess {preprocessed:?}, infer {inferred:?}");
         for p in &predictions {
-            println!(
-                "  {:>4} {:<24} {:>3}/255  p={:.4}",
-                p.index, p.label, p.score, p.probability
-            );
+            println!("  {:>4} {:<24} {:>3}/255  p={:.4}", p.index, p.label, p.score, p.probability);
         }
     }
     Ok(())

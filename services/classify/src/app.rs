@@ -7,12 +7,12 @@ use kit::config::{self, Source};
 use kit::http::{self, HandlerResult, Req, Router};
 use kit::hyper::{Method, StatusCode};
 use kit::image_service::{self, ImageServiceConfig};
+use kit::prometheus::{GaugeVec, HistogramVec};
 use kit::record::Recorder;
 use kit::StartError;
-use kit::prometheus::{GaugeVec, HistogramVec};
 use std::path::PathBuf;
-use std::time::Instant;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 pub const APP_ID: &str = "image-api-classify";
 
@@ -22,30 +22,17 @@ pub struct Config {
 }
 
 pub fn config(src: &dyn Source) -> Result<Config, StartError> {
-    let model: PathBuf = config::var(
-        src,
-        "CLASSIFY_MODEL_PATH",
-        PathBuf::from("../shared/models/mobilenet_v2_1.0_224_quant.tflite"),
-    )?;
-    let labels: PathBuf = config::var(
-        src,
-        "CLASSIFY_LABELS_PATH",
-        PathBuf::from("../shared/models/labels_mobilenet_quant_v1_224.txt"),
-    )?;
+    let model: PathBuf =
+        config::var(src, "CLASSIFY_MODEL_PATH", PathBuf::from("../shared/models/mobilenet_v2_1.0_224_quant.tflite"))?;
+    let labels: PathBuf =
+        config::var(src, "CLASSIFY_LABELS_PATH", PathBuf::from("../shared/models/labels_mobilenet_quant_v1_224.txt"))?;
     let mut classifier = ClassifierConfig::new(model, labels);
     classifier.top_k = config::var_in(src, "CLASSIFY_TOP_K", 5usize, 1..=100)?;
-    let backend: String = config::var(
-        src,
-        "CLASSIFY_BACKEND",
-        BackendKind::default().name().to_owned(),
-    )?;
-    classifier.backend = BackendKind::parse(&backend)
-        .map_err(|reason| config::ConfigError::new("CLASSIFY_BACKEND", backend, reason))?;
+    let backend: String = config::var(src, "CLASSIFY_BACKEND", BackendKind::default().name().to_owned())?;
+    classifier.backend =
+        BackendKind::parse(&backend).map_err(|reason| config::ConfigError::new("CLASSIFY_BACKEND", backend, reason))?;
     classifier.threads = config::in_range("CLASSIFY_THREADS", config::var(src, "CLASSIFY_THREADS", 1usize)?, 1..=256)?;
-    Ok(Config {
-        service: ImageServiceConfig::from_source(src, APP_ID, 9006, 3504)?,
-        classifier,
-    })
+    Ok(Config { service: ImageServiceConfig::from_source(src, APP_ID, 9006, 3504)?, classifier })
 }
 
 /// Domain metrics, beside the shared request metrics.
@@ -79,7 +66,8 @@ struct State {
 
 pub async fn build(config: Config) -> Result<App, StartError> {
     // Load before waiting for the sidecar: a bad model path fails fast.
-    let classifier = Classifier::load(&config.classifier).map_err(|e| StartError::service("cannot load the classifier", e))?;
+    let classifier =
+        Classifier::load(&config.classifier).map_err(|e| StartError::service("cannot load the classifier", e))?;
     tracing::info!(
         model = %config.classifier.model_path.display(),
         backend = config.classifier.backend.name(),
@@ -135,13 +123,8 @@ async fn classify(state: Arc<State>, req: Req) -> HandlerResult {
         Ok::<_, crate::ClassifyError>(state.classifier.top_k(&probabilities))
     })
     .await??;
-    let best = predictions
-        .first()
-        .ok_or_else(|| kit::ApiError::internal("the model gave no prediction"))?;
-    state
-        .recorder
-        .success(&req.trace, "classify", req.body.len(), req.client_ip())
-        .await?;
+    let best = predictions.first().ok_or_else(|| kit::ApiError::internal("the model gave no prediction"))?;
+    state.recorder.success(&req.trace, "classify", req.body.len(), req.client_ip()).await?;
     if req.accepts("application/json") {
         let top: Vec<_> = predictions
             .iter()
@@ -163,17 +146,13 @@ mod tests {
 
     fn backend(value: &str) -> Result<BackendKind, String> {
         let src: HashMap<&str, &str> = HashMap::from([("CLASSIFY_BACKEND", value)]);
-        config(&src)
-            .map(|c| c.classifier.backend)
-            .map_err(|e| e.to_string())
+        config(&src).map(|c| c.classifier.backend).map_err(|e| e.to_string())
     }
 
     #[test]
     fn the_backend_is_chosen_by_classify_backend() {
         assert_eq!(
-            config(&HashMap::<&str, &str>::new())
-                .map(|c| c.classifier.backend)
-                .ok(),
+            config(&HashMap::<&str, &str>::new()).map(|c| c.classifier.backend).ok(),
             Some(BackendKind::default())
         );
         assert_eq!(BackendKind::default(), BackendKind::LiteRt);
@@ -181,9 +160,7 @@ mod tests {
         assert_eq!(backend("tract"), Ok(BackendKind::Tract));
         let e = backend("onnx").expect_err("refused");
         assert!(
-            e.contains("CLASSIFY_BACKEND")
-                && e.contains("\"onnx\"")
-                && e.contains("litert, tract, wasmedge-tflite"),
+            e.contains("CLASSIFY_BACKEND") && e.contains("\"onnx\"") && e.contains("litert, tract, wasmedge-tflite"),
             "{e}"
         );
     }

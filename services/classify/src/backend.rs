@@ -53,13 +53,10 @@ impl BackendKind {
     /// The backend `CLASSIFY_BACKEND` names, if this build can run it;
     /// otherwise why not (for the configuration error).
     pub fn parse(name: &str) -> Result<BackendKind, String> {
-        let kind = BackendKind::ALL
-            .into_iter()
-            .find(|k| k.name() == name.trim())
-            .ok_or_else(|| {
-                let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown backend: expected one of {}", names.join(", "))
-            })?;
+        let kind = BackendKind::ALL.into_iter().find(|k| k.name() == name.trim()).ok_or_else(|| {
+            let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown backend: expected one of {}", names.join(", "))
+        })?;
         kind.available()?;
         Ok(kind)
     }
@@ -93,34 +90,34 @@ struct Build {
 fn availability(kind: BackendKind, build: Build) -> Result<(), String> {
     let Build { litert, tract, plugin: feature, wasi } = build;
     match kind {
-        BackendKind::LiteRt if wasi => Err(
-            "the litert backend runs libLiteRt.so, a native library, so it is not in the wasm32-wasip1 build; \
+        BackendKind::LiteRt if wasi => {
+            Err("the litert backend runs libLiteRt.so, a native library, so it is not in the wasm32-wasip1 build; \
              use tract"
-                .into(),
-        ),
-        BackendKind::LiteRt if !litert => Err(
-            "this build of image-api-classify has no litert backend: it was built without the default cargo \
+                .into())
+        }
+        BackendKind::LiteRt if !litert => {
+            Err("this build of image-api-classify has no litert backend: it was built without the default cargo \
              feature `litert`; use tract"
-                .into(),
-        ),
+                .into())
+        }
         BackendKind::LiteRt => Ok(()),
-        BackendKind::Tract if !tract => Err(
-            "this build of image-api-classify has no tract backend: it was built without the \
+        BackendKind::Tract if !tract => {
+            Err("this build of image-api-classify has no tract backend: it was built without the \
              default cargo feature `tract` (a wasmedge-tflite-only module); use wasmedge-tflite"
-                .into(),
-        ),
+                .into())
+        }
         BackendKind::Tract => Ok(()),
-        BackendKind::WasmEdgeTflite if !feature => Err(
-            "this build of image-api-classify has no wasmedge-tflite backend: it is compiled in only \
+        BackendKind::WasmEdgeTflite if !feature => {
+            Err("this build of image-api-classify has no wasmedge-tflite backend: it is compiled in only \
              for wasm32-wasip1 with `--features wasmedge-tflite`, and runs only on a WasmEdge with \
              its TensorFlow Lite plugin; use tract"
-                .into(),
-        ),
-        BackendKind::WasmEdgeTflite if !wasi => Err(
-            "the wasmedge-tflite backend calls WasmEdge's TensorFlow Lite plugin, so it runs only in \
+                .into())
+        }
+        BackendKind::WasmEdgeTflite if !wasi => {
+            Err("the wasmedge-tflite backend calls WasmEdge's TensorFlow Lite plugin, so it runs only in \
              the wasm32-wasip1 build under WasmEdge, and this is a native build; use tract"
-                .into(),
-        ),
+                .into())
+        }
         BackendKind::WasmEdgeTflite => Ok(()),
     }
 }
@@ -157,15 +154,8 @@ pub fn check_threads(kind: BackendKind, threads: usize) -> Result<(), ClassifyEr
 }
 
 /// Load the model at `path` with the backend `kind`.
-pub fn load_backend(
-    kind: BackendKind,
-    path: &Path,
-) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
-    kind.available()
-        .map_err(|reason| ClassifyError::BackendUnavailable {
-            backend: kind.name(),
-            reason,
-        })?;
+pub fn load_backend(kind: BackendKind, path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError> {
+    kind.available().map_err(|reason| ClassifyError::BackendUnavailable { backend: kind.name(), reason })?;
     match kind {
         BackendKind::LiteRt => load_litert(path),
         BackendKind::Tract => load_tract(path),
@@ -212,10 +202,7 @@ fn load_plugin(_path: &Path) -> Result<Box<dyn InferenceBackend>, ClassifyError>
     // available() said no already; this keeps the match total.
     Err(ClassifyError::BackendUnavailable {
         backend: crate::plugin::NAME,
-        reason: BackendKind::WasmEdgeTflite
-            .available()
-            .err()
-            .unwrap_or_default(),
+        reason: BackendKind::WasmEdgeTflite.available().err().unwrap_or_default(),
     })
 }
 
@@ -233,13 +220,7 @@ mod tests {
             assert!(without.contains("feature `tract`"), "{without}");
         }
         for kind in BackendKind::ALL {
-            assert_eq!(
-                BackendKind::ALL
-                    .iter()
-                    .filter(|k| k.name() == kind.name())
-                    .count(),
-                1
-            );
+            assert_eq!(BackendKind::ALL.iter().filter(|k| k.name() == kind.name()).count(), 1);
         }
     }
 
@@ -254,10 +235,7 @@ mod tests {
         let kind = BackendKind::WasmEdgeTflite;
         let build = |tract, plugin, wasi| Build { litert: true, tract, plugin, wasi };
         let no_feature = availability(kind, build(true, false, true)).expect_err("refused");
-        assert!(
-            no_feature.contains("--features wasmedge-tflite"),
-            "{no_feature}"
-        );
+        assert!(no_feature.contains("--features wasmedge-tflite"), "{no_feature}");
         assert_eq!(availability(kind, build(true, false, false)), Err(no_feature));
         let native = availability(kind, build(true, true, false)).expect_err("refused");
         assert!(native.contains("native build"), "{native}");

@@ -57,13 +57,9 @@ pub fn dequantize_tflite(original: &[u8]) -> Result<Vec<u8>, DequantizeError> {
     let mut empty_quantization: Option<usize> = None;
     let mut rewritten: HashMap<u32, Rewrite> = HashMap::new();
 
-    let subgraphs = model
-        .subgraphs()
-        .ok_or_else(|| invalid("the model has no subgraphs"))?;
+    let subgraphs = model.subgraphs().ok_or_else(|| invalid("the model has no subgraphs"))?;
     for subgraph in subgraphs {
-        let tensors = subgraph
-            .tensors()
-            .ok_or_else(|| invalid("a subgraph has no tensors"))?;
+        let tensors = subgraph.tensors().ok_or_else(|| invalid("a subgraph has no tensors"))?;
         for tensor in tensors {
             // tract unwraps these two; refuse here rather than panic there.
             if tensor.shape().is_none() || tensor.name().is_none() {
@@ -115,9 +111,7 @@ fn quantized(tensor: &Tensor<'_>) -> Result<Option<Rewrite>, DequantizeError> {
     }
     let name = tensor.name().unwrap_or("?");
     if !matches!(ty, TensorType::UINT8 | TensorType::INT8 | TensorType::INT32) {
-        return Err(unsupported(format!(
-            "tensor {name:?}: quantized {ty:?} tensors"
-        )));
+        return Err(unsupported(format!("tensor {name:?}: quantized {ty:?} tensors")));
     }
     if q.details_type() != QuantizationDetails::NONE {
         return Err(unsupported(format!("tensor {name:?}: custom quantization")));
@@ -127,10 +121,7 @@ fn quantized(tensor: &Tensor<'_>) -> Result<Option<Rewrite>, DequantizeError> {
     }
     let scales: Vec<f32> = scale.iter().collect();
     let zero_points: Vec<i64> = zero_point.iter().collect();
-    let shape: Vec<i32> = tensor
-        .shape()
-        .map(|s| s.iter().collect())
-        .unwrap_or_default();
+    let shape: Vec<i32> = tensor.shape().map(|s| s.iter().collect()).unwrap_or_default();
     let axis = q.quantized_dimension();
     let channels = scales.len().max(zero_points.len());
     let fits = |n: usize| n == 1 || n == channels;
@@ -140,18 +131,10 @@ fn quantized(tensor: &Tensor<'_>) -> Result<Option<Rewrite>, DequantizeError> {
     if channels > 1 {
         let dim = usize::try_from(axis).ok().and_then(|a| shape.get(a));
         if dim.and_then(|&d| usize::try_from(d).ok()) != Some(channels) {
-            return Err(invalid(
-                "per-channel quantization does not match the tensor shape",
-            ));
+            return Err(invalid("per-channel quantization does not match the tensor shape"));
         }
     }
-    Ok(Some(Rewrite {
-        ty,
-        shape,
-        scales,
-        zero_points,
-        axis,
-    }))
+    Ok(Some(Rewrite { ty, shape, scales, zero_points, axis }))
 }
 
 /// Append the float data of `tensor`'s buffer and point the buffer at it.
@@ -163,9 +146,7 @@ fn rewrite_buffer(
     out: &mut Vec<u8>,
 ) -> Result<(), DequantizeError> {
     let index = tensor.buffer();
-    let buffers = model
-        .buffers()
-        .ok_or_else(|| invalid("the model has no buffers"))?;
+    let buffers = model.buffers().ok_or_else(|| invalid("the model has no buffers"))?;
     if index as usize >= buffers.len() {
         return Err(invalid("a tensor names a buffer that does not exist"));
     }
@@ -177,15 +158,12 @@ fn rewrite_buffer(
         return if previous == rewrite {
             Ok(())
         } else {
-            Err(unsupported(
-                "one buffer shared by differently quantized tensors",
-            ))
+            Err(unsupported("one buffer shared by differently quantized tensors"))
         };
     }
     let floats = dequantize_values(data.bytes(), rewrite)?;
     let vector = append_f32_vector(out, &floats);
-    let field = field_pos(&buffer._tab, Buffer::VT_DATA)
-        .ok_or_else(|| invalid("buffer data field vanished"))?;
+    let field = field_pos(&buffer._tab, Buffer::VT_DATA).ok_or_else(|| invalid("buffer data field vanished"))?;
     point_to(out, field, vector)?;
     done.insert(index, rewrite.clone());
     Ok(())
@@ -201,9 +179,7 @@ fn dequantize_values(raw: &[u8], rewrite: &Rewrite) -> Result<Vec<f32>, Dequanti
             if raw.len() % 4 != 0 {
                 return Err(invalid("int32 buffer length is not a multiple of 4"));
             }
-            raw.chunks_exact(4)
-                .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect()
+            raw.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
         }
         other => return Err(unsupported(format!("quantized {other:?} data"))),
     };
@@ -227,11 +203,7 @@ fn dequantize_values(raw: &[u8], rewrite: &Rewrite) -> Result<Vec<f32>, Dequanti
         .iter()
         .enumerate()
         .map(|(i, &q)| {
-            let channel = if channels > 1 {
-                (i / stride) % channels
-            } else {
-                0
-            };
+            let channel = if channels > 1 { (i / stride) % channels } else { 0 };
             let scale = f64::from(rewrite.scales[pick(rewrite.scales.len(), channel)]);
             let zero_point = rewrite.zero_points[pick(rewrite.zero_points.len(), channel)];
             // f64 so large int32 biases keep their precision until the end.
@@ -251,11 +223,8 @@ fn field_pos(table: &flatbuffers::Table<'_>, slot: u16) -> Option<usize> {
 /// Overwrite the tensor's type byte with FLOAT32.
 fn set_float32(tensor: &Tensor<'_>, out: &mut [u8]) -> Result<(), DequantizeError> {
     // A non-FLOAT32 type (the schema default) is always stored, so present.
-    let pos = field_pos(&tensor._tab, Tensor::VT_TYPE_)
-        .ok_or_else(|| invalid("tensor type field missing"))?;
-    let byte = out
-        .get_mut(pos)
-        .ok_or_else(|| invalid("tensor type out of bounds"))?;
+    let pos = field_pos(&tensor._tab, Tensor::VT_TYPE_).ok_or_else(|| invalid("tensor type field missing"))?;
+    let byte = out.get_mut(pos).ok_or_else(|| invalid("tensor type out of bounds"))?;
     *byte = TensorType::FLOAT32.0 as u8;
     Ok(())
 }
@@ -266,9 +235,7 @@ fn point_to(out: &mut [u8], field: usize, target: usize) -> Result<(), Dequantiz
         .checked_sub(field)
         .and_then(|d| u32::try_from(d).ok())
         .ok_or_else(|| unsupported("the float model would exceed the 2 GB flatbuffer limit"))?;
-    let slot = out
-        .get_mut(field..field + 4)
-        .ok_or_else(|| invalid("offset field out of bounds"))?;
+    let slot = out.get_mut(field..field + 4).ok_or_else(|| invalid("offset field out of bounds"))?;
     slot.copy_from_slice(&offset.to_le_bytes());
     Ok(())
 }
@@ -312,13 +279,7 @@ mod tests {
     use super::*;
 
     fn rewrite(ty: TensorType, shape: &[i32], scales: &[f32], zps: &[i64], axis: i32) -> Rewrite {
-        Rewrite {
-            ty,
-            shape: shape.to_vec(),
-            scales: scales.to_vec(),
-            zero_points: zps.to_vec(),
-            axis,
-        }
+        Rewrite { ty, shape: shape.to_vec(), scales: scales.to_vec(), zero_points: zps.to_vec(), axis }
     }
 
     #[test]
@@ -331,14 +292,8 @@ mod tests {
     #[test]
     fn int32_bias() {
         let r = rewrite(TensorType::INT32, &[2], &[0.25], &[0], 0);
-        let raw: Vec<u8> = [-8i32, 100_000]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        assert_eq!(
-            dequantize_values(&raw, &r).expect("dequantize"),
-            vec![-2.0, 25_000.0]
-        );
+        let raw: Vec<u8> = [-8i32, 100_000].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(dequantize_values(&raw, &r).expect("dequantize"), vec![-2.0, 25_000.0]);
     }
 
     #[test]
@@ -361,25 +316,16 @@ mod tests {
     #[test]
     fn size_mismatch_is_an_error_not_a_panic() {
         let r = rewrite(TensorType::UINT8, &[3], &[1.0], &[0], 0);
-        assert!(matches!(
-            dequantize_values(&[1, 2], &r),
-            Err(DequantizeError::Invalid(_))
-        ));
+        assert!(matches!(dequantize_values(&[1, 2], &r), Err(DequantizeError::Invalid(_))));
     }
 
     #[test]
     fn garbage_is_not_tflite() {
         assert_eq!(dequantize_tflite(b""), Err(DequantizeError::NotTflite));
         assert_eq!(dequantize_tflite(b"hello"), Err(DequantizeError::NotTflite));
-        assert!(matches!(
-            dequantize_tflite(b"\0\0\0\0TFL3"),
-            Err(DequantizeError::Invalid(_))
-        ));
+        assert!(matches!(dequantize_tflite(b"\0\0\0\0TFL3"), Err(DequantizeError::Invalid(_))));
         let mut fake = vec![0u8; 64];
         fake[4..8].copy_from_slice(b"TFL3");
-        assert!(matches!(
-            dequantize_tflite(&fake),
-            Err(DequantizeError::Invalid(_))
-        ));
+        assert!(matches!(dequantize_tflite(&fake), Err(DequantizeError::Invalid(_))));
     }
 }

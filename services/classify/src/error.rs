@@ -8,28 +8,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
     #[error("cannot read the model file {path}: {source}")]
-    ModelUnreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ModelUnreadable { path: PathBuf, source: std::io::Error },
     #[error("the model file {path} is not a usable TensorFlow Lite image classifier: {reason}")]
     InvalidModel { path: PathBuf, reason: String },
     #[error("cannot read the labels file {path}: {source}")]
-    LabelsUnreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    LabelsUnreadable { path: PathBuf, source: std::io::Error },
     #[error("the labels file {path} has {labels} labels but the model outputs {outputs} classes")]
-    LabelCountMismatch {
-        path: PathBuf,
-        labels: usize,
-        outputs: usize,
-    },
+    LabelCountMismatch { path: PathBuf, labels: usize, outputs: usize },
     #[error("the {backend} inference backend is not available: {reason}")]
-    BackendUnavailable {
-        backend: &'static str,
-        reason: String,
-    },
+    BackendUnavailable { backend: &'static str, reason: String },
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("inference failed: {0}")]
@@ -72,15 +59,8 @@ mod tests {
         let api: ApiError = ClassifyError::Image(ImageError::Empty).into();
         assert_eq!(api.status, StatusCode::BAD_REQUEST);
         let api: ApiError = ClassifyError::Inference("boom".into()).into();
-        assert_eq!(
-            (api.status, api.code),
-            (StatusCode::INTERNAL_SERVER_ERROR, "inference_failed")
-        );
-        let api: ApiError = ClassifyError::InvalidModel {
-            path: "/secret/m".into(),
-            reason: "x".into(),
-        }
-        .into();
+        assert_eq!((api.status, api.code), (StatusCode::INTERNAL_SERVER_ERROR, "inference_failed"));
+        let api: ApiError = ClassifyError::InvalidModel { path: "/secret/m".into(), reason: "x".into() }.into();
         assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!api.message.contains("/secret"));
     }

@@ -21,12 +21,12 @@ pub mod tflite_file;
 mod tract_backend;
 
 pub use backend::{BackendKind, InferenceBackend};
-#[cfg(feature = "tract")]
-pub use tract_backend::TractBackend;
-#[cfg(all(feature = "litert", not(target_family = "wasm")))]
-pub use litert_backend::LiteRtBackend;
 pub use error::ClassifyError;
 pub use kit::imaging::ImageLimits;
+#[cfg(all(feature = "litert", not(target_family = "wasm")))]
+pub use litert_backend::LiteRtBackend;
+#[cfg(feature = "tract")]
+pub use tract_backend::TractBackend;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,10 +73,7 @@ pub struct Prediction {
 impl Prediction {
     /// The one-line answer the original demo gave.
     pub fn sentence(&self) -> String {
-        format!(
-            "{} is detected with {}/255 confidence",
-            self.label, self.score
-        )
+        format!("{} is detected with {}/255 confidence", self.label, self.score)
     }
 }
 
@@ -109,7 +106,9 @@ impl Classifier {
     /// Read the labels, load and prepare the model, check they agree.
     pub fn load(config: &ClassifierConfig) -> Result<Self, ClassifyError> {
         let started = Instant::now();
-        let _span = tracing::info_span!("model load", model = %config.model_path.display(), backend = config.backend.name()).entered();
+        let _span =
+            tracing::info_span!("model load", model = %config.model_path.display(), backend = config.backend.name())
+                .entered();
         // Labels first: cheap, and a wrong path fails before the slow part.
         let labels = read_labels(&config.labels_path)?;
         backend::check_threads(config.backend, config.threads)?;
@@ -123,13 +122,7 @@ impl Classifier {
         labels: Vec<String>,
         top_k: usize,
     ) -> Result<Self, ClassifyError> {
-        Self::with_backend(
-            backend,
-            labels,
-            Path::new("<labels>"),
-            top_k,
-            Instant::now(),
-        )
+        Self::with_backend(backend, labels, Path::new("<labels>"), top_k, Instant::now())
     }
 
     fn with_backend(
@@ -146,12 +139,7 @@ impl Classifier {
                 outputs: backend.output_len(),
             });
         }
-        Ok(Self {
-            backend,
-            labels,
-            top_k,
-            load_duration: started.elapsed(),
-        })
+        Ok(Self { backend, labels, top_k, load_duration: started.elapsed() })
     }
 
     /// How long [`Classifier::load`] took (labels, model parse, dequantize,
@@ -170,22 +158,14 @@ impl Classifier {
     }
 
     /// The whole request: image bytes to the best `top_k` predictions.
-    pub fn classify(
-        &self,
-        image_bytes: &[u8],
-        limits: &ImageLimits,
-    ) -> Result<Vec<Prediction>, ClassifyError> {
+    pub fn classify(&self, image_bytes: &[u8], limits: &ImageLimits) -> Result<Vec<Prediction>, ClassifyError> {
         let input = self.preprocess(image_bytes, limits)?;
         let probabilities = self.infer(&input)?;
         Ok(self.top_k(&probabilities))
     }
 
     /// Decode (limit-checked), resize to the model's input, normalise.
-    pub fn preprocess(
-        &self,
-        image_bytes: &[u8],
-        limits: &ImageLimits,
-    ) -> Result<Vec<f32>, ClassifyError> {
+    pub fn preprocess(&self, image_bytes: &[u8], limits: &ImageLimits) -> Result<Vec<f32>, ClassifyError> {
         let (width, height) = self.input_size();
         preprocess::decode_to_input(image_bytes, limits, width, height)
     }
@@ -205,11 +185,7 @@ impl Classifier {
 pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
     let mut order: Vec<usize> = (0..probabilities.len().min(labels.len())).collect();
     // total_cmp: a NaN cannot break the sort.
-    order.sort_by(|&a, &b| {
-        probabilities[b]
-            .total_cmp(&probabilities[a])
-            .then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
     order
         .into_iter()
         .take(k)
@@ -224,14 +200,12 @@ pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Predicti
 
 /// One label per line; a trailing newline or CR is not a label.
 pub fn read_labels(path: &Path) -> Result<Vec<String>, ClassifyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClassifyError::LabelsUnreadable {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ClassifyError::LabelsUnreadable { path: path.to_owned(), source })?;
     Ok(text.lines().map(|l| l.trim_end().to_owned()).collect())
 }
 
-#[cfg(all(test, feature = "tract"))]
-mod tests;
 #[cfg(all(test, feature = "tract", feature = "litert", not(target_family = "wasm")))]
 mod litert_tests;
+#[cfg(all(test, feature = "tract"))]
+mod tests;

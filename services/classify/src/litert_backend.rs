@@ -43,9 +43,7 @@ pub struct LiteRtBackend {
 
 impl std::fmt::Debug for LiteRtBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiteRtBackend")
-            .field("io", &self.io)
-            .finish_non_exhaustive()
+        f.debug_struct("LiteRtBackend").field("io", &self.io).finish_non_exhaustive()
     }
 }
 
@@ -75,30 +73,18 @@ fn shape(tensor: &TensorInfo) -> Result<TensorShape, String> {
         .iter()
         .map(|&d| i32::try_from(d).map_err(|_| format!("tensor {:?} has a dimension {d}", tensor.name)))
         .collect::<Result<_, _>>()?;
-    Ok(TensorShape {
-        element_type: element_type(tensor),
-        dims,
-    })
+    Ok(TensorShape { element_type: element_type(tensor), dims })
 }
 
 impl LiteRtBackend {
     /// Read the model, check its input and output, and compile a first
     /// interpreter: a model LiteRT refuses (or a wrong library) fails here.
     pub fn load(path: &Path) -> Result<Self, ClassifyError> {
-        let bytes = std::fs::read(path).map_err(|source| ClassifyError::ModelUnreadable {
-            path: path.to_owned(),
-            source,
-        })?;
-        let invalid = |reason: String| ClassifyError::InvalidModel {
-            path: path.to_owned(),
-            reason,
-        };
+        let bytes =
+            std::fs::read(path).map_err(|source| ClassifyError::ModelUnreadable { path: path.to_owned(), source })?;
+        let invalid = |reason: String| ClassifyError::InvalidModel { path: path.to_owned(), reason };
         let io = ModelIo::read(&bytes).map_err(invalid)?;
-        let backend = Self {
-            model: bytes.into(),
-            io,
-            idle: Mutex::new(Vec::new()),
-        };
+        let backend = Self { model: bytes.into(), io, idle: Mutex::new(Vec::new()) };
         let first = backend.compile().map_err(invalid)?;
         backend.give_back(first);
         Ok(backend)

@@ -90,7 +90,10 @@ fn litert_and_tract_agree_on_the_best_label_for_every_photo() {
         for name in PHOTOS {
             let l = litert.classify(&photo(name), &ImageLimits::default()).expect("litert");
             let t = tract.classify(&photo(name), &ImageLimits::default()).expect("tract");
-            println!("{model} {name}: litert {} {}/255, tract {} {}/255", l[0].label, l[0].score, t[0].label, t[0].score);
+            println!(
+                "{model} {name}: litert {} {}/255, tract {} {}/255",
+                l[0].label, l[0].score, t[0].label, t[0].score
+            );
             assert_eq!(l[0].label, t[0].label, "{model} {name}");
         }
     }
@@ -149,8 +152,16 @@ fn the_service_scores_are_the_references_within_tolerance() {
             let answer: serde_json::Value = serde_json::from_str(line).expect("json");
             let (index, score) = (answer["index"].as_u64().expect("index"), answer["score"].as_u64().expect("score"));
             let ours = &classifier.classify(&photo(name), &ImageLimits::default()).expect("classify")[0];
-            println!("{model} {name}: reference {index} {score}/255, ours {} {} {}/255", ours.index, ours.label, ours.score);
-            results.push((model, name, ours.index as u64 == index, ours.score.abs_diff(u8::try_from(score).expect("u8"))));
+            println!(
+                "{model} {name}: reference {index} {score}/255, ours {} {} {}/255",
+                ours.index, ours.label, ours.score
+            );
+            results.push((
+                model,
+                name,
+                ours.index as u64 == index,
+                ours.score.abs_diff(u8::try_from(score).expect("u8")),
+            ));
         }
     }
     for (model, name, same_class, off) in results {

@@ -18,10 +18,10 @@
 //! natively with a fake host.
 
 use crate::backend::InferenceBackend;
+use crate::tflite_file::{self, Tensor, TensorType};
 use crate::ClassifyError;
 use std::path::Path;
 use std::sync::Mutex;
-use crate::tflite_file::{self, Tensor, TensorType};
 
 /// What the backend is called in `CLASSIFY_BACKEND` and in errors.
 pub const NAME: &str = "wasmedge-tflite";
@@ -81,11 +81,7 @@ pub enum PluginError {
     #[error("WasmEdge's TensorFlow Lite plugin failed in {call} ({errno})")]
     Call { call: &'static str, errno: Errno },
     #[error("the plugin answered {got} bytes for tensor {tensor:?}, expected {expected}")]
-    Size {
-        tensor: String,
-        got: usize,
-        expected: usize,
-    },
+    Size { tensor: String, got: usize, expected: usize },
 }
 
 impl From<PluginError> for ClassifyError {
@@ -140,12 +136,7 @@ impl TensorInfo {
             TensorType::FLOAT32 => Element::F32,
             TensorType::UINT8 => Element::U8,
             TensorType::INT8 => Element::I8,
-            other => {
-                return Err(format!(
-                    "tensor {name:?} is {}; expected FLOAT32, UINT8 or INT8",
-                    other.name()
-                ))
-            }
+            other => return Err(format!("tensor {name:?} is {}; expected FLOAT32, UINT8 or INT8", other.name())),
         };
         let shape = tensor
             .shape
@@ -154,12 +145,7 @@ impl TensorInfo {
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| format!("tensor {name:?} has a dimension {d}")))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(TensorInfo {
-            name,
-            element,
-            shape,
-            quantization: tensor.quantization,
-        })
+        Ok(TensorInfo { name, element, shape, quantization: tensor.quantization })
     }
 
     /// The model's input from this backend's float image: `input` is
@@ -174,14 +160,8 @@ impl TensorInfo {
         match self.element {
             Element::F32 => input.iter().flat_map(|x| x.to_le_bytes()).collect(),
             // In range by the clamp; `as` truncates nothing then.
-            Element::U8 => input
-                .iter()
-                .map(|&x| quantize(x, 0.0, 255.0) as u8)
-                .collect(),
-            Element::I8 => input
-                .iter()
-                .map(|&x| (quantize(x, -128.0, 127.0) as i8).to_le_bytes()[0])
-                .collect(),
+            Element::U8 => input.iter().map(|&x| quantize(x, 0.0, 255.0) as u8).collect(),
+            Element::I8 => input.iter().map(|&x| (quantize(x, -128.0, 127.0) as i8).to_le_bytes()[0]).collect(),
         }
     }
 
@@ -190,15 +170,9 @@ impl TensorInfo {
         let (scale, zero_point) = self.quantization.unwrap_or((1.0, 0));
         let real = |q: f32| scale * (q - zero_point as f32);
         match self.element {
-            Element::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
+            Element::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             Element::U8 => raw.iter().map(|&q| real(f32::from(q))).collect(),
-            Element::I8 => raw
-                .iter()
-                .map(|&q| real(f32::from(i8::from_le_bytes([q]))))
-                .collect(),
+            Element::I8 => raw.iter().map(|&q| real(f32::from(i8::from_le_bytes([q])))).collect(),
         }
     }
 }
@@ -227,15 +201,11 @@ impl ModelIo {
         };
         let input = one(&graph.inputs, "input")?;
         let output = one(&graph.outputs, "output")?;
-        if !matches!(input.shape[..], [1, h, w, 3] if h > 0 && w > 0 && u32::try_from(h.max(w)).is_ok())
-        {
+        if !matches!(input.shape[..], [1, h, w, 3] if h > 0 && w > 0 && u32::try_from(h.max(w)).is_ok()) {
             return Err(format!("input shape {:?} is not 1xHxWx3", input.shape));
         }
         if output.is_empty() || output.shape.iter().filter(|&&d| d != 1).count() > 1 {
-            return Err(format!(
-                "output shape {:?} is not a class vector",
-                output.shape
-            ));
+            return Err(format!("output shape {:?} is not a class vector", output.shape));
         }
         Ok(ModelIo { input, output })
     }
@@ -251,9 +221,7 @@ pub struct PluginBackend<H: TfliteHost> {
 
 impl<H: TfliteHost> std::fmt::Debug for PluginBackend<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginBackend")
-            .field("io", &self.io)
-            .finish_non_exhaustive()
+        f.debug_struct("PluginBackend").field("io", &self.io).finish_non_exhaustive()
     }
 }
 
@@ -261,25 +229,15 @@ impl<H: TfliteHost> PluginBackend<H> {
     /// Read the model at `path` and hand it to the plugin: a plugin that is
     /// missing (or refuses the model) fails here, at start-up.
     pub fn load(path: &Path, host: H) -> Result<Self, ClassifyError> {
-        let bytes = std::fs::read(path).map_err(|source| ClassifyError::ModelUnreadable {
-            path: path.to_owned(),
-            source,
+        let bytes =
+            std::fs::read(path).map_err(|source| ClassifyError::ModelUnreadable { path: path.to_owned(), source })?;
+        let io =
+            ModelIo::read(&bytes).map_err(|reason| ClassifyError::InvalidModel { path: path.to_owned(), reason })?;
+        let session = host.create_session(&bytes).map_err(|errno| ClassifyError::BackendUnavailable {
+            backend: NAME,
+            reason: PluginError::NoSession(errno).to_string(),
         })?;
-        let io = ModelIo::read(&bytes).map_err(|reason| ClassifyError::InvalidModel {
-            path: path.to_owned(),
-            reason,
-        })?;
-        let session =
-            host.create_session(&bytes)
-                .map_err(|errno| ClassifyError::BackendUnavailable {
-                    backend: NAME,
-                    reason: PluginError::NoSession(errno).to_string(),
-                })?;
-        Ok(Self {
-            host,
-            io,
-            session: Mutex::new(session),
-        })
+        Ok(Self { host, io, session: Mutex::new(session) })
     }
 
     pub fn io(&self) -> &ModelIo {
@@ -289,33 +247,16 @@ impl<H: TfliteHost> PluginBackend<H> {
     fn run(&self, session: u32, input: &[f32]) -> Result<Vec<f32>, PluginError> {
         let call = |call: &'static str| move |errno| PluginError::Call { call, errno };
         let (inp, out) = (&self.io.input, &self.io.output);
-        self.host
-            .append_input(session, &inp.name, &inp.encode(input))
-            .map_err(call("append_input"))?;
-        self.host
-            .run_session(session)
-            .map_err(call("run_session"))?;
-        let tensor = self
-            .host
-            .get_output_tensor(session, &out.name)
-            .map_err(call("get_output_tensor"))?;
-        let len = self
-            .host
-            .get_tensor_len(session, tensor)
-            .map_err(call("get_tensor_len"))? as usize;
-        let size = |got| PluginError::Size {
-            tensor: out.name.clone(),
-            got,
-            expected: out.bytes(),
-        };
+        self.host.append_input(session, &inp.name, &inp.encode(input)).map_err(call("append_input"))?;
+        self.host.run_session(session).map_err(call("run_session"))?;
+        let tensor = self.host.get_output_tensor(session, &out.name).map_err(call("get_output_tensor"))?;
+        let len = self.host.get_tensor_len(session, tensor).map_err(call("get_tensor_len"))? as usize;
+        let size = |got| PluginError::Size { tensor: out.name.clone(), got, expected: out.bytes() };
         if len != out.bytes() {
             return Err(size(len));
         }
         let mut raw = vec![0u8; len];
-        let written = self
-            .host
-            .get_tensor_data(session, tensor, &mut raw)
-            .map_err(call("get_tensor_data"))? as usize;
+        let written = self.host.get_tensor_data(session, tensor, &mut raw).map_err(call("get_tensor_data"))? as usize;
         if written != len {
             return Err(size(written));
         }
@@ -327,10 +268,7 @@ impl<H: TfliteHost> InferenceBackend for PluginBackend<H> {
     fn input_size(&self) -> (u32, u32) {
         // Both fit in u32: checked by ModelIo::read.
         let (h, w) = (self.io.input.shape[1], self.io.input.shape[2]);
-        (
-            u32::try_from(w).unwrap_or(u32::MAX),
-            u32::try_from(h).unwrap_or(u32::MAX),
-        )
+        (u32::try_from(w).unwrap_or(u32::MAX), u32::try_from(h).unwrap_or(u32::MAX))
     }
 
     fn output_len(&self) -> usize {
@@ -345,10 +283,8 @@ impl<H: TfliteHost> InferenceBackend for PluginBackend<H> {
                 self.io.input.len()
             )));
         }
-        let session = self
-            .session
-            .lock()
-            .map_err(|_| ClassifyError::Inference("the plugin session lock is poisoned".into()))?;
+        let session =
+            self.session.lock().map_err(|_| ClassifyError::Inference("the plugin session lock is poisoned".into()))?;
         Ok(self.run(*session, input)?)
     }
 }
@@ -404,9 +340,7 @@ pub mod wasmedge {
             let mut session = 0u32;
             // SAFETY: model and session are live for the call; the host
             // reads model[..len] and writes one u32 into session.
-            check(unsafe {
-                host::create_session(ptr(model.as_ptr()), len(model.len()), out(&mut session))
-            })?;
+            check(unsafe { host::create_session(ptr(model.as_ptr()), len(model.len()), out(&mut session)) })?;
             Ok(session)
         }
 
@@ -432,12 +366,7 @@ pub mod wasmedge {
             let mut tensor = 0u32;
             // SAFETY: name is read, tensor written, both live for the call.
             check(unsafe {
-                host::get_output_tensor(
-                    session as i32,
-                    ptr(name.as_ptr()),
-                    len(name.len()),
-                    out(&mut tensor),
-                )
+                host::get_output_tensor(session as i32, ptr(name.as_ptr()), len(name.len()), out(&mut tensor))
             })?;
             Ok(tensor)
         }
@@ -481,9 +410,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn shared(rel: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared")
-            .join(rel)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(rel)
     }
 
     const V2: &str = "models/mobilenet_v2_1.0_224_quant.tflite";
@@ -565,10 +492,7 @@ mod tests {
     fn reads_the_quantized_mobilenet_input_and_output() {
         let io = v2_io();
         assert_eq!(io.input.name, "input");
-        assert_eq!(
-            (io.input.element, io.input.shape.as_slice()),
-            (Element::U8, &[1, 224, 224, 3][..])
-        );
+        assert_eq!((io.input.element, io.input.shape.as_slice()), (Element::U8, &[1, 224, 224, 3][..]));
         assert_eq!(io.input.quantization, Some((1.0 / 128.0, 128)));
         // The original template hard-coded "MobilenetV2/Predictions/Reshape_1"
         // (its model file); this one's output is the softmax itself.
@@ -579,9 +503,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_image_classifier() {
-        assert!(ModelIo::read(b"not a model at all")
-            .expect_err("refused")
-            .contains("TFL3"));
+        assert!(ModelIo::read(b"not a model at all").expect_err("refused").contains("TFL3"));
         assert!(ModelIo::read(b"\0\0\0\0TFL3\0\0").is_err());
     }
 
@@ -603,24 +525,11 @@ mod tests {
 
     #[test]
     fn float_and_int8_tensors_convert_too() {
-        let f = TensorInfo {
-            name: "x".into(),
-            element: Element::F32,
-            shape: vec![2],
-            quantization: None,
-        };
+        let f = TensorInfo { name: "x".into(), element: Element::F32, shape: vec![2], quantization: None };
         assert_eq!(f.decode(&f.encode(&[0.5, -1.0])), vec![0.5, -1.0]);
-        let i = TensorInfo {
-            name: "x".into(),
-            element: Element::I8,
-            shape: vec![3],
-            quantization: Some((1.0 / 128.0, 0)),
-        };
-        assert_eq!(
-            i.encode(&[-1.0, 0.0, 2.0]),
-            vec![0x80, 0, 0x7f],
-            "saturates"
-        );
+        let i =
+            TensorInfo { name: "x".into(), element: Element::I8, shape: vec![3], quantization: Some((1.0 / 128.0, 0)) };
+        assert_eq!(i.encode(&[-1.0, 0.0, 2.0]), vec![0x80, 0, 0x7f], "saturates");
         assert_eq!(i.decode(&[0x80, 0x40]), vec![-1.0, 0.5]);
     }
 
@@ -629,30 +538,17 @@ mod tests {
         let Err(e) = PluginBackend::load(&shared(V2), Placeholder) else {
             panic!("loaded without a plugin");
         };
-        assert!(
-            matches!(e, ClassifyError::BackendUnavailable { backend: NAME, .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, ClassifyError::BackendUnavailable { backend: NAME, .. }), "{e:?}");
         let message = e.to_string();
-        for needle in [
-            "wasmedge-tflite",
-            "error 1 INVALID_ARGUMENT",
-            "plugin not installed",
-            "CLASSIFY_BACKEND=tract",
-        ] {
-            assert!(
-                message.contains(needle),
-                "{needle:?} missing from: {message}"
-            );
+        for needle in ["wasmedge-tflite", "error 1 INVALID_ARGUMENT", "plugin not installed", "CLASSIFY_BACKEND=tract"]
+        {
+            assert!(message.contains(needle), "{needle:?} missing from: {message}");
         }
     }
 
     #[test]
     fn a_bad_model_fails_before_the_plugin_is_asked() {
-        let Err(e) = PluginBackend::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
-            Placeholder,
-        ) else {
+        let Err(e) = PluginBackend::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"), Placeholder) else {
             panic!("loaded a source file as a model");
         };
         assert!(matches!(e, ClassifyError::InvalidModel { .. }), "{e:?}");
@@ -678,33 +574,16 @@ mod tests {
             deleted: deleted.clone(),
         };
         let backend = PluginBackend::load(&shared(V2), fake).expect("load");
-        assert_eq!(
-            (backend.input_size(), backend.output_len()),
-            ((224, 224), 1001)
-        );
+        assert_eq!((backend.input_size(), backend.output_len()), ((224, 224), 1001));
         let labels: Vec<String> = (0..1001).map(|i| format!("class {i}")).collect();
-        let classifier =
-            Classifier::from_backend(Box::new(backend), labels, 2).expect("classifier");
+        let classifier = Classifier::from_backend(Box::new(backend), labels, 2).expect("classifier");
         let input: Vec<f32> = pixels.iter().map(|&b| normalise(b)).collect();
         let probabilities = classifier.infer(&input).expect("infer");
         let top = classifier.top_k(&probabilities);
-        assert_eq!(
-            (top[0].index, top[0].score, top[1].index, top[1].score),
-            (935, 249, 934, 3)
-        );
-        assert!(
-            matches!(
-                classifier.infer(&input[1..]),
-                Err(ClassifyError::Inference(_))
-            ),
-            "a short input is refused"
-        );
+        assert_eq!((top[0].index, top[0].score, top[1].index, top[1].score), (935, 249, 934, 3));
+        assert!(matches!(classifier.infer(&input[1..]), Err(ClassifyError::Inference(_))), "a short input is refused");
         drop(classifier);
-        assert_eq!(
-            deleted.load(Ordering::SeqCst),
-            7,
-            "the session is deleted with the backend"
-        );
+        assert_eq!(deleted.load(Ordering::SeqCst), 7, "the session is deleted with the backend");
     }
 
     #[test]
@@ -718,9 +597,7 @@ mod tests {
             deleted: Default::default(),
         };
         let backend = PluginBackend::load(&shared(V2), fake).expect("load");
-        let e = backend
-            .infer(&vec![0.0; io.input.len()])
-            .expect_err("refused");
+        let e = backend.infer(&vec![0.0; io.input.len()]).expect_err("refused");
         assert!(e.to_string().contains("expected 1001"), "{e}");
     }
 }

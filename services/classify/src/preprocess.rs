@@ -99,9 +99,8 @@ impl Taps {
                 // Pillow rounds with (int)(x + 0.5), which truncates toward 0.
                 let min = ((center - support + 0.5) as i64).max(0) as usize;
                 let max = ((center + support + 0.5) as i64).clamp(0, in_size as i64) as usize;
-                let weights: Vec<f64> = (min..max)
-                    .map(|x| triangle((x as f64 - center + 0.5) / filter_scale))
-                    .collect();
+                let weights: Vec<f64> =
+                    (min..max).map(|x| triangle((x as f64 - center + 0.5) / filter_scale)).collect();
                 let total: f64 = weights.iter().sum();
                 let fixed = weights
                     .iter()
@@ -189,10 +188,7 @@ pub fn resize_like_pillow(image: &RgbImage, width: u32, height: u32) -> Vec<u8> 
 
 /// The model input for `image`: resized as Pillow does, then normalised.
 pub fn to_input(image: &RgbImage, width: u32, height: u32) -> Vec<f32> {
-    resize_like_pillow(image, width, height)
-        .into_iter()
-        .map(normalise)
-        .collect()
+    resize_like_pillow(image, width, height).into_iter().map(normalise).collect()
 }
 
 #[cfg(test)]
@@ -219,10 +215,7 @@ mod tests {
         // 4x1 → 2x1 samples source columns 0 and 2, like TFLite.
         let img = RgbImage::from_fn(4, 1, |x, _| image::Rgb([x as u8 * 50; 3]));
         let out = resize_bilinear(&img, 2, 1);
-        assert_eq!(
-            out.chunks(3).map(|p| p[0]).collect::<Vec<_>>(),
-            vec![0, 100]
-        );
+        assert_eq!(out.chunks(3).map(|p| p[0]).collect::<Vec<_>>(), vec![0, 100]);
     }
 
     #[test]

@@ -8,19 +8,14 @@ use kit::imaging::ImageError;
 use std::sync::OnceLock;
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(rel)
 }
 
 const V2: &str = "models/mobilenet_v2_1.0_224_quant.tflite";
 const V1: &str = "models/mobilenet_v1_0.75_192_quant.tflite";
 const LABELS: &str = "models/labels_mobilenet_quant_v1_224.txt";
-const PHOTOS: [(&str, &str); 3] = [
-    ("hot_dog.jpg", "hotdog"),
-    ("cat_720p.jpg", "Egyptian cat"),
-    ("grace_hopper.jpg", "military uniform"),
-];
+const PHOTOS: [(&str, &str); 3] =
+    [("hot_dog.jpg", "hotdog"), ("cat_720p.jpg", "Egyptian cat"), ("grace_hopper.jpg", "military uniform")];
 
 fn config(model: &str) -> ClassifierConfig {
     ClassifierConfig::new(shared(model), shared(LABELS))
@@ -43,41 +38,29 @@ fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
 }
 
 fn print(model: &str, name: &str, predictions: &[Prediction]) {
-    let top: Vec<String> = predictions
-        .iter()
-        .map(|p| format!("{} {}/255 (p={:.4})", p.label, p.score, p.probability))
-        .collect();
+    let top: Vec<String> =
+        predictions.iter().map(|p| format!("{} {}/255 (p={:.4})", p.label, p.score, p.probability)).collect();
     println!("{model} {name}: {}", top.join(", "));
 }
 
 #[test]
 fn v2_recognises_the_shared_photos() {
     let classifier = v2();
-    println!(
-        "v2 loaded in {:?}, input {:?}",
-        classifier.load_duration(),
-        classifier.input_size()
-    );
+    println!("v2 loaded in {:?}, input {:?}", classifier.load_duration(), classifier.input_size());
     assert_eq!(classifier.input_size(), (224, 224));
     for (name, expected) in PHOTOS {
-        let predictions = classifier
-            .classify(&photo(name), &ImageLimits::default())
-            .expect("classify");
+        let predictions = classifier.classify(&photo(name), &ImageLimits::default()).expect("classify");
         print("v2", name, &predictions);
         assert_eq!(predictions.len(), 5);
         assert_eq!(predictions[0].label, expected, "{name}");
-        assert!(predictions
-            .windows(2)
-            .all(|w| w[0].probability >= w[1].probability));
+        assert!(predictions.windows(2).all(|w| w[0].probability >= w[1].probability));
     }
 }
 
 #[test]
 fn hot_dog_score_is_high_and_probabilities_sum_to_one() {
     let classifier = v2();
-    let input = classifier
-        .preprocess(&photo("hot_dog.jpg"), &ImageLimits::default())
-        .expect("preprocess");
+    let input = classifier.preprocess(&photo("hot_dog.jpg"), &ImageLimits::default()).expect("preprocess");
     assert_eq!(input.len(), 224 * 224 * 3);
     let probabilities = classifier.infer(&input).expect("infer");
     assert_eq!(probabilities.len(), 1001);
@@ -96,32 +79,20 @@ fn hot_dog_score_is_high_and_probabilities_sum_to_one() {
 #[test]
 fn v1_on_the_shared_photos() {
     let classifier = Classifier::load(&config(V1)).expect("load v1");
-    println!(
-        "v1 0.75 loaded in {:?}, input {:?}",
-        classifier.load_duration(),
-        classifier.input_size()
-    );
+    println!("v1 0.75 loaded in {:?}, input {:?}", classifier.load_duration(), classifier.input_size());
     assert_eq!(classifier.input_size(), (192, 192));
     for (name, _) in PHOTOS {
-        let predictions = classifier
-            .classify(&photo(name), &ImageLimits::default())
-            .expect("classify");
+        let predictions = classifier.classify(&photo(name), &ImageLimits::default()).expect("classify");
         print("v1-0.75", name, &predictions);
         let sum: f32 = classifier
-            .infer(
-                &classifier
-                    .preprocess(&photo(name), &ImageLimits::default())
-                    .expect("preprocess"),
-            )
+            .infer(&classifier.preprocess(&photo(name), &ImageLimits::default()).expect("preprocess"))
             .expect("infer")
             .iter()
             .sum();
         assert!((sum - 1.0).abs() < 0.1, "sum {sum}");
     }
     // The photo the original demo is about must still work on the small model.
-    let hot_dog = classifier
-        .classify(&photo("hot_dog.jpg"), &ImageLimits::default())
-        .expect("classify");
+    let hot_dog = classifier.classify(&photo("hot_dog.jpg"), &ImageLimits::default()).expect("classify");
     assert_eq!(hot_dog[0].label, "hotdog");
 }
 
@@ -136,10 +107,7 @@ fn the_float_model_has_no_quantized_tensor_left() {
         for subgraph in parsed.subgraphs().expect("subgraphs") {
             for tensor in subgraph.tensors().expect("tensors") {
                 tensors += 1;
-                let quantized = tensor
-                    .quantization()
-                    .and_then(|q| q.scale())
-                    .is_some_and(|s| !s.is_empty());
+                let quantized = tensor.quantization().and_then(|q| q.scale()).is_some_and(|s| !s.is_empty());
                 assert!(!quantized, "{:?} still quantized", tensor.name());
                 // Only the reshape's int32 shape operand is not a float.
                 assert!(
@@ -150,11 +118,7 @@ fn the_float_model_has_no_quantized_tensor_left() {
                 );
             }
         }
-        println!(
-            "{model}: {} -> {} bytes, {tensors} tensors",
-            original.len(),
-            float.len()
-        );
+        println!("{model}: {} -> {} bytes, {tensors} tensors", original.len(), float.len());
         // Roughly 4 bytes per weight instead of 1 are appended.
         assert!(float.len() > original.len() * 3);
     }
@@ -163,29 +127,19 @@ fn the_float_model_has_no_quantized_tensor_left() {
 #[test]
 fn missing_model_file() {
     let err = Classifier::load(&config("models/no-such-model.tflite")).expect_err("must fail");
-    assert!(
-        matches!(err, ClassifyError::ModelUnreadable { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, ClassifyError::ModelUnreadable { .. }), "{err}");
 }
 
 #[test]
 fn a_file_that_is_not_a_model() {
-    let path = temp_file(
-        "not-a-model.tflite",
-        b"this is a text file, not a flatbuffer\n",
-    );
-    let err =
-        Classifier::load(&ClassifierConfig::new(&path, shared(LABELS))).expect_err("must fail");
+    let path = temp_file("not-a-model.tflite", b"this is a text file, not a flatbuffer\n");
+    let err = Classifier::load(&ClassifierConfig::new(&path, shared(LABELS))).expect_err("must fail");
     let _ = std::fs::remove_file(&path);
     assert!(matches!(err, ClassifyError::InvalidModel { .. }), "{err}");
     println!("{err}");
     // A photo is not a model either.
-    let err = Classifier::load(&ClassifierConfig::new(
-        shared("images/cat_720p.jpg"),
-        shared(LABELS),
-    ))
-    .expect_err("must fail");
+    let err =
+        Classifier::load(&ClassifierConfig::new(shared("images/cat_720p.jpg"), shared(LABELS))).expect_err("must fail");
     assert!(matches!(err, ClassifyError::InvalidModel { .. }), "{err}");
 }
 
@@ -193,8 +147,7 @@ fn a_file_that_is_not_a_model() {
 fn a_truncated_model_is_invalid() {
     let original = std::fs::read(shared(V1)).expect("read model");
     let path = temp_file("truncated.tflite", &original[..original.len() / 2]);
-    let err =
-        Classifier::load(&ClassifierConfig::new(&path, shared(LABELS))).expect_err("must fail");
+    let err = Classifier::load(&ClassifierConfig::new(&path, shared(LABELS))).expect_err("must fail");
     let _ = std::fs::remove_file(&path);
     assert!(matches!(err, ClassifyError::InvalidModel { .. }), "{err}");
 }
@@ -205,64 +158,34 @@ fn labels_with_the_wrong_count() {
     let err = Classifier::load(&ClassifierConfig::new(shared(V1), &path)).expect_err("must fail");
     let _ = std::fs::remove_file(&path);
     match err {
-        ClassifyError::LabelCountMismatch {
-            labels, outputs, ..
-        } => assert_eq!((labels, outputs), (3, 1001)),
+        ClassifyError::LabelCountMismatch { labels, outputs, .. } => assert_eq!((labels, outputs), (3, 1001)),
         other => panic!("unexpected {other}"),
     }
 }
 
 #[test]
 fn missing_labels_file() {
-    let err = Classifier::load(&ClassifierConfig::new(
-        shared(V1),
-        shared("models/no-labels.txt"),
-    ))
-    .expect_err("must fail");
-    assert!(
-        matches!(err, ClassifyError::LabelsUnreadable { .. }),
-        "{err}"
-    );
+    let err =
+        Classifier::load(&ClassifierConfig::new(shared(V1), shared("models/no-labels.txt"))).expect_err("must fail");
+    assert!(matches!(err, ClassifyError::LabelsUnreadable { .. }), "{err}");
 }
 
 #[test]
 fn a_body_that_is_not_an_image() {
     let classifier = v2();
-    let err = classifier
-        .classify(b"{\"hello\": \"world\"}", &ImageLimits::default())
-        .expect_err("must fail");
-    assert!(
-        matches!(err, ClassifyError::Image(ImageError::UnsupportedFormat)),
-        "{err}"
-    );
-    let err = classifier
-        .classify(b"", &ImageLimits::default())
-        .expect_err("must fail");
-    assert!(
-        matches!(err, ClassifyError::Image(ImageError::Empty)),
-        "{err}"
-    );
-    let api: kit::ApiError = classifier
-        .classify(b"GIF89a", &ImageLimits::default())
-        .expect_err("fail")
-        .into();
+    let err = classifier.classify(b"{\"hello\": \"world\"}", &ImageLimits::default()).expect_err("must fail");
+    assert!(matches!(err, ClassifyError::Image(ImageError::UnsupportedFormat)), "{err}");
+    let err = classifier.classify(b"", &ImageLimits::default()).expect_err("must fail");
+    assert!(matches!(err, ClassifyError::Image(ImageError::Empty)), "{err}");
+    let api: kit::ApiError = classifier.classify(b"GIF89a", &ImageLimits::default()).expect_err("fail").into();
     assert!(api.status.is_client_error(), "{api}");
 }
 
 #[test]
 fn the_image_limits_apply() {
-    let limits = ImageLimits {
-        max_width: 100,
-        max_height: 100,
-        max_pixels: 10_000,
-    };
-    let err = v2()
-        .classify(&photo("cat_720p.jpg"), &limits)
-        .expect_err("must fail");
-    assert!(
-        matches!(err, ClassifyError::Image(ImageError::TooLarge { .. })),
-        "{err}"
-    );
+    let limits = ImageLimits { max_width: 100, max_height: 100, max_pixels: 10_000 };
+    let err = v2().classify(&photo("cat_720p.jpg"), &limits).expect_err("must fail");
+    assert!(matches!(err, ClassifyError::Image(ImageError::TooLarge { .. })), "{err}");
 }
 
 #[test]

@@ -44,8 +44,24 @@ impl TensorType {
     /// The schema's name for the type, for messages.
     pub fn name(self) -> String {
         const NAMES: [&str; 18] = [
-            "FLOAT32", "FLOAT16", "INT32", "UINT8", "INT64", "STRING", "BOOL", "INT16", "COMPLEX64", "INT8",
-            "FLOAT64", "COMPLEX128", "UINT64", "RESOURCE", "VARIANT", "UINT32", "UINT16", "INT4",
+            "FLOAT32",
+            "FLOAT16",
+            "INT32",
+            "UINT8",
+            "INT64",
+            "STRING",
+            "BOOL",
+            "INT16",
+            "COMPLEX64",
+            "INT8",
+            "FLOAT64",
+            "COMPLEX128",
+            "UINT64",
+            "RESOURCE",
+            "VARIANT",
+            "UINT32",
+            "UINT16",
+            "INT4",
         ];
         NAMES.get(usize::from(self.0)).map_or_else(|| format!("type {}", self.0), |n| (*n).to_owned())
     }
@@ -81,7 +97,10 @@ pub fn first_graph(bytes: &[u8]) -> Result<Graph, String> {
         .ok_or_else(|| invalid("bad subgraph list"))?
         .and_then(|graphs| graphs.table(0))
         .ok_or("the model has no subgraph")?;
-    let tensors = graph.vector(slot::SUBGRAPH_TENSORS).ok_or_else(|| invalid("bad tensor list"))?.ok_or("the subgraph has no tensors")?;
+    let tensors = graph
+        .vector(slot::SUBGRAPH_TENSORS)
+        .ok_or_else(|| invalid("bad tensor list"))?
+        .ok_or("the subgraph has no tensors")?;
     let tensors = (0..tensors.len)
         .map(|i| tensors.table(i).and_then(|t| read_tensor(&t)).ok_or_else(|| invalid(&format!("bad tensor {i}"))))
         .collect::<Result<Vec<_>, _>>()?;
@@ -92,7 +111,11 @@ pub fn first_graph(bytes: &[u8]) -> Result<Graph, String> {
             Some(Some(v)) => v.i32s().ok_or_else(|| invalid(&format!("bad {what} list"))),
         }
     };
-    Ok(Graph { tensors, inputs: indices(slot::SUBGRAPH_INPUTS, "input")?, outputs: indices(slot::SUBGRAPH_OUTPUTS, "output")? })
+    Ok(Graph {
+        tensors,
+        inputs: indices(slot::SUBGRAPH_INPUTS, "input")?,
+        outputs: indices(slot::SUBGRAPH_OUTPUTS, "output")?,
+    })
 }
 
 fn read_tensor(t: &Table<'_>) -> Option<Tensor> {
@@ -250,7 +273,9 @@ mod tests {
                 assert_eq!(mine.name.as_deref(), t.name(), "{name}");
                 assert_eq!(mine.type_.0, t.type_().0 as u8, "{name}");
                 assert_eq!(mine.shape, t.shape().map(|s| s.iter().collect::<Vec<_>>()), "{name}");
-                let q = t.quantization().and_then(|q| Some((q.scale()?.iter().next()?, q.zero_point()?.iter().next().unwrap_or(0))));
+                let q = t
+                    .quantization()
+                    .and_then(|q| Some((q.scale()?.iter().next()?, q.zero_point()?.iter().next().unwrap_or(0))));
                 assert_eq!(mine.quantization, q, "{name}");
             }
             assert_eq!(Some(ours.inputs), graph.inputs().map(|v| v.iter().collect()), "{name}");

@@ -6,12 +6,12 @@ use crate::store::{DbSettings, EventStore, Inserted, NewEvent};
 use kit::app::App;
 use kit::config::{self, DaprConfig, ServerConfig, Source};
 use kit::dapr::DaprClient;
-use kit::ratelimit::{RateLimitConfig, RateLimiter};
 use kit::http::{self, probe, Req, Router};
 use kit::hyper::{Method, StatusCode};
+use kit::prometheus::IntGauge;
+use kit::ratelimit::{RateLimitConfig, RateLimiter};
 use kit::trace::TraceContext;
 use kit::{ApiError, StartError};
-use kit::prometheus::IntGauge;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -72,7 +72,8 @@ pub async fn build(config: Config) -> Result<App, StartError> {
             format!("secret {} in store {} is empty", config.db_url_secret, config.dapr.secret_store),
         )
     })?;
-    let store = EventStore::new(url, &config.db).map_err(|e| StartError::service("cannot set up the database pool", e))?;
+    let store =
+        EventStore::new(url, &config.db).map_err(|e| StartError::service("cannot set up the database pool", e))?;
     let migrations = migrate::embedded().map_err(|e| StartError::service("cannot read the embedded migrations", e))?;
     let migrator = Migrator::new(migrations);
     tracing::info!(secret_store = %config.dapr.secret_store, "database URL read from the secret store");
@@ -119,7 +120,8 @@ fn watch_database(store: EventStore, interval: Duration) {
 }
 
 fn routes(state: Arc<State>) -> Router {
-    let (s1, s2, s3, s4, s5, s6) = (state.clone(), state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
+    let (s1, s2, s3, s4, s5, s6) =
+        (state.clone(), state.clone(), state.clone(), state.clone(), state.clone(), state.clone());
     Router::new()
         .route(Method::GET, "/", |_req| async {
             Ok(http::text(StatusCode::OK, "The valid endpoints are /init /create_event /events"))
@@ -175,7 +177,9 @@ async fn create_event(state: Arc<State>, req: Req) -> http::HandlerResult {
     // A retry of a stored event answers like the first time, flagged.
     match state.store.insert(&event).await? {
         Inserted::New(id) => http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id })),
-        Inserted::Existing(id) => http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id, "duplicate": true })),
+        Inserted::Existing(id) => {
+            http::json(StatusCode::OK, &serde_json::json!({ "status": true, "id": id, "duplicate": true }))
+        }
     }
 }
 

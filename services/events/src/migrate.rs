@@ -306,7 +306,13 @@ impl Migrator {
         for m in &self.migrations {
             rows.insert(
                 m.version,
-                StatusRow { version: m.version, name: m.name.clone(), state: State::Pending, applied_at: None, execution_ms: None },
+                StatusRow {
+                    version: m.version,
+                    name: m.name.clone(),
+                    state: State::Pending,
+                    applied_at: None,
+                    execution_ms: None,
+                },
             );
         }
         for r in recorded {
@@ -369,7 +375,8 @@ impl Migrator {
     /// migration as applied (with the file's checksum), otherwise its record
     /// is removed so it counts as pending.
     pub async fn force(&self, conn: &mut Conn, version: u64, applied: bool) -> Result<(), MigrateError> {
-        let m = self.migrations.iter().find(|m| m.version == version).ok_or(MigrateError::UnknownVersion(version))?.clone();
+        let m =
+            self.migrations.iter().find(|m| m.version == version).ok_or(MigrateError::UnknownVersion(version))?.clone();
         self.locked(conn, move |_, conn| {
             Box::pin(async move {
                 if applied {
@@ -392,7 +399,12 @@ impl Migrator {
     async fn locked<'a, T>(
         &'a self,
         conn: &'a mut Conn,
-        work: impl for<'c> FnOnce(&'c Self, &'c mut Conn) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, MigrateError>> + Send + 'c>>,
+        work: impl for<'c> FnOnce(
+            &'c Self,
+            &'c mut Conn,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, MigrateError>> + Send + 'c>,
+        >,
     ) -> Result<T, MigrateError> {
         Self::ensure_table(conn).await?;
         let secs = self.lock_timeout.as_secs().max(1);
@@ -458,8 +470,13 @@ impl Migrator {
         };
         let mut report = Report { steps: Vec::new(), dry_run: opts.dry_run };
         for r in targets {
-            let m = self.migrations.iter().find(|m| m.version == r.version).ok_or(MigrateError::Missing { version: r.version })?;
-            let down = m.down.as_ref().ok_or_else(|| MigrateError::NoDown { version: m.version, name: m.name.clone() })?;
+            let m = self
+                .migrations
+                .iter()
+                .find(|m| m.version == r.version)
+                .ok_or(MigrateError::Missing { version: r.version })?;
+            let down =
+                m.down.as_ref().ok_or_else(|| MigrateError::NoDown { version: m.version, name: m.name.clone() })?;
             if opts.dry_run {
                 report.steps.push((m.version, m.name.clone(), 0));
                 continue;
@@ -521,12 +538,8 @@ mod tests {
 
     #[test]
     fn files_pair_up_by_version_and_sort() {
-        let ms = parse([
-            ("0002_b.up.sql", "B"),
-            ("0001_a.down.sql", "DROP a"),
-            ("0001_a.up.sql", "CREATE a"),
-        ])
-        .expect("parse");
+        let ms = parse([("0002_b.up.sql", "B"), ("0001_a.down.sql", "DROP a"), ("0001_a.up.sql", "CREATE a")])
+            .expect("parse");
         assert_eq!(ms.iter().map(|m| (m.version, m.name.as_str())).collect::<Vec<_>>(), vec![(1, "a"), (2, "b")]);
         assert_eq!(ms[0].down.as_deref(), Some("DROP a"));
         assert_eq!(ms[1].down, None);

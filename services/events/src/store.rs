@@ -100,10 +100,14 @@ pub enum StoreError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) | StoreError::Timeout(_) => ApiError::unavailable("database_unavailable", e.to_string()),
+            StoreError::Unavailable(_) | StoreError::Timeout(_) => {
+                ApiError::unavailable("database_unavailable", e.to_string())
+            }
             StoreError::NotMigrated => ApiError::unavailable("schema_not_migrated", e.to_string()),
             StoreError::Query(_) | StoreError::Settings(_) | StoreError::Duplicate => ApiError::internal(e.to_string()),
-            StoreError::IdConflict(_) => ApiError::new(kit::hyper::StatusCode::CONFLICT, "event_id_conflict", e.to_string()),
+            StoreError::IdConflict(_) => {
+                ApiError::new(kit::hyper::StatusCode::CONFLICT, "event_id_conflict", e.to_string())
+            }
         }
     }
 }
@@ -155,7 +159,8 @@ const LIST: Statement = Statement {
     operation: "select",
     sql: "SELECT id, event_ts, op_type, input_size FROM image_evts WHERE id < ? ORDER BY id DESC LIMIT ?",
 };
-const COUNT: Statement = Statement { name: "SELECT COUNT image_evts", operation: "count", sql: "SELECT COUNT(*) FROM image_evts" };
+const COUNT: Statement =
+    Statement { name: "SELECT COUNT image_evts", operation: "count", sql: "SELECT COUNT(*) FROM image_evts" };
 const PING: Statement = Statement { name: "PING", operation: "ping", sql: "PING" };
 
 struct StoreMetrics {
@@ -292,7 +297,9 @@ impl EventStore {
                 let row: Option<(u64, i64, String, u32)> =
                     self.bounded(&BY_EVENT_ID, conn.exec_first(BY_EVENT_ID.sql, (&id,))).await?;
                 match row {
-                    Some((row_id, ts, op, size)) if ts == e.event_ts && op == e.op_type && u64::from(size) == e.input_size => {
+                    Some((row_id, ts, op, size))
+                        if ts == e.event_ts && op == e.op_type && u64::from(size) == e.input_size =>
+                    {
                         if kit::metrics::enabled() {
                             metrics().duplicates.inc();
                         }
@@ -319,9 +326,7 @@ impl EventStore {
     /// How many events are stored: what a load test compares with the
     /// requests it saw acknowledged (one event each, none twice).
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let count: Option<u64> = self
-            .read(&COUNT, |mut conn| async move { conn.query_first(COUNT.sql).await })
-            .await?;
+        let count: Option<u64> = self.read(&COUNT, |mut conn| async move { conn.query_first(COUNT.sql).await }).await?;
         Ok(count.unwrap_or(0))
     }
 
@@ -338,7 +343,9 @@ impl EventStore {
     {
         let first = self.bounded(statement, query(self.conn().await?)).await;
         match first {
-            Err(StoreError::Unavailable(_) | StoreError::Timeout(_)) => self.bounded(statement, query(self.conn().await?)).await,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_)) => {
+                self.bounded(statement, query(self.conn().await?)).await
+            }
             other => other,
         }
     }
@@ -372,7 +379,13 @@ mod tests {
     fn event_ids_must_be_lower_case_uuids() {
         let with_id = |id: &str| NewEvent { event_id: Some(id.into()), ..event(1_700_000_000_000, "grayscale", 10) };
         assert!(with_id("0193a7b2-7c1e-7d3a-9f00-0123456789ab").validate().is_ok());
-        for bad in ["", "0193a7b2", "0193A7B2-7C1E-7D3A-9F00-0123456789AB", "0193a7b2-7c1e-7d3a-9f00-0123456789ab0", "0193a7b2x7c1e-7d3a-9f00-0123456789ab"] {
+        for bad in [
+            "",
+            "0193a7b2",
+            "0193A7B2-7C1E-7D3A-9F00-0123456789AB",
+            "0193a7b2-7c1e-7d3a-9f00-0123456789ab0",
+            "0193a7b2x7c1e-7d3a-9f00-0123456789ab",
+        ] {
             assert!(with_id(bad).validate().is_err(), "{bad:?}");
         }
     }

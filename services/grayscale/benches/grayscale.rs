@@ -65,16 +65,27 @@ fn images_dir() -> PathBuf {
 }
 
 fn main() {
-    let iters: usize =
-        std::env::var("GRAYSCALE_BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(41);
+    let iters: usize = std::env::var("GRAYSCALE_BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(41);
     let limits = ImageLimits::default();
     let dir = images_dir();
 
     println!("grayscale pipeline, median of {iters} runs per photo (after 3 warm-up runs)");
     println!(
         "{:<18} {:>9} | {:>11} {:>9} {:>8} | {:>8} {:>8} {:>6} | {:>10} {:>10} {:>10} | ours: {:>6} {:>6} {:>6}",
-        "photo", "size", "template ms", "0.25 ms", "ours ms", "vs templ", "vs 0.25", "",
-        "templ PNG", "0.25 PNG", "ours PNG", "decode", "encode", "base64"
+        "photo",
+        "size",
+        "template ms",
+        "0.25 ms",
+        "ours ms",
+        "vs templ",
+        "vs 0.25",
+        "",
+        "templ PNG",
+        "0.25 PNG",
+        "ours PNG",
+        "decode",
+        "encode",
+        "base64"
     );
     let (mut base_total, mut ours_total, mut templ_total) = (0.0, 0.0, 0.0);
     let (mut log_ratio_sum, mut log_templ_sum) = (0.0, 0.0);

@@ -8,9 +8,9 @@ use kit::http::{self, HandlerResult, Req, Router};
 use kit::hyper::{Method, StatusCode};
 use kit::image_service::{self, ImageServiceConfig};
 use kit::imaging::ImageLimits;
+use kit::prometheus::HistogramVec;
 use kit::record::Recorder;
 use kit::StartError;
-use kit::prometheus::HistogramVec;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 

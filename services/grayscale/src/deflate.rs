@@ -84,8 +84,7 @@ fn write_block(w: &mut BitWriter<'_>, block: &[u8], last: bool) {
     let lit_lens = code_lengths(&freqs, MAX_LIT_BITS);
     let header = DynamicHeader::new(&lit_lens);
     let coded_bits: u64 =
-        freqs.iter().zip(&lit_lens).map(|(&f, &l)| u64::from(f) * u64::from(l)).sum::<u64>()
-            + header.bits();
+        freqs.iter().zip(&lit_lens).map(|(&f, &l)| u64::from(f) * u64::from(l)).sum::<u64>() + header.bits();
     // A stored block costs 3 header bits, padding to a byte, then LEN/NLEN.
     let stored_bits = 8 * (block.len() as u64 + 5) + 7;
     if coded_bits >= stored_bits {
@@ -186,8 +185,7 @@ fn huffman_lengths(freqs: &[u32]) -> Vec<u8> {
     let (mut next_leaf, mut next_node) = (0usize, n);
     for new in n..2 * n - 1 {
         let mut pick = |weight: &Vec<u64>| {
-            let take_leaf =
-                next_leaf < n && (next_node >= new || weight[next_leaf] <= weight[next_node]);
+            let take_leaf = next_leaf < n && (next_node >= new || weight[next_leaf] <= weight[next_node]);
             if take_leaf {
                 next_leaf += 1;
                 next_leaf - 1
@@ -268,11 +266,8 @@ impl DynamicHeader {
     }
 
     fn bits(&self) -> u64 {
-        let rle: u64 = self
-            .rle
-            .iter()
-            .map(|&(s, _, extra)| u64::from(self.cl_lens[usize::from(s)]) + u64::from(extra))
-            .sum();
+        let rle: u64 =
+            self.rle.iter().map(|&(s, _, extra)| u64::from(self.cl_lens[usize::from(s)]) + u64::from(extra)).sum();
         3 + 5 + 5 + 4 + 3 * self.num_cl as u64 + rle
     }
 

@@ -31,10 +31,8 @@ pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<Vec<u8>, ImageE
         .set_max_width(limits.max_width as usize)
         .set_max_height(limits.max_height as usize);
 
-    let mut decoder = JpegDecoder::new_with_options(
-        ZCursor::new(bytes),
-        options.jpeg_set_out_colorspace(ColorSpace::Luma),
-    );
+    let mut decoder =
+        JpegDecoder::new_with_options(ZCursor::new(bytes), options.jpeg_set_out_colorspace(ColorSpace::Luma));
     decoder.decode_headers().map_err(corrupt)?;
     match decoder.input_colorspace() {
         // Y is the luma we want (a grayscale JPEG has only Y).
@@ -42,10 +40,8 @@ pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<Vec<u8>, ImageE
         // RGB, CMYK and YCCK JPEGs are rare: let zune-jpeg make RGB, then
         // apply the same BT.601 weights so every JPEG means the same gray.
         _ => {
-            let mut decoder = JpegDecoder::new_with_options(
-                ZCursor::new(bytes),
-                options.jpeg_set_out_colorspace(ColorSpace::RGB),
-            );
+            let mut decoder =
+                JpegDecoder::new_with_options(ZCursor::new(bytes), options.jpeg_set_out_colorspace(ColorSpace::RGB));
             let rgb = decoder.decode().map_err(corrupt)?;
             Ok(rgb.chunks_exact(3).map(|p| bt601(p[0], p[1], p[2])).collect())
         }

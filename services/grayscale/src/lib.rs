@@ -152,11 +152,7 @@ fn luma_image(
 ) -> Result<LumaImage, GrayscaleError> {
     let channels = if has_alpha { 2 } else { 1 };
     if pixels.len() as u64 != u64::from(width) * u64::from(height) * channels {
-        return Err(ImageError::Corrupt(format!(
-            "decoded {} bytes for a {width}x{height} image",
-            pixels.len()
-        ))
-        .into());
+        return Err(ImageError::Corrupt(format!("decoded {} bytes for a {width}x{height} image", pixels.len())).into());
     }
     Ok(LumaImage { width, height, has_alpha, pixels, source_format })
 }

@@ -90,8 +90,7 @@ fn paeth_row<const BPP: usize>(cur: &[u8], prev: &[u8], out: &mut [u8]) {
     let up_left = &prev[..prev.len() - BPP];
     let up = &prev[BPP..];
     let here = &cur[BPP..];
-    for ((((o, &x), &a), &b), &c) in out[BPP..].iter_mut().zip(here).zip(left).zip(up).zip(up_left)
-    {
+    for ((((o, &x), &a), &b), &c) in out[BPP..].iter_mut().zip(here).zip(left).zip(up).zip(up_left) {
         *o = x.wrapping_sub(paeth(a, b, c));
     }
 }
@@ -118,8 +117,7 @@ mod tests {
     /// Straight from the spec, with branches, to check the branch-free one.
     fn paeth_reference(a: u8, b: u8, c: u8) -> u8 {
         let p = i32::from(a) + i32::from(b) - i32::from(c);
-        let (pa, pb, pc) =
-            ((p - i32::from(a)).abs(), (p - i32::from(b)).abs(), (p - i32::from(c)).abs());
+        let (pa, pb, pc) = ((p - i32::from(a)).abs(), (p - i32::from(b)).abs(), (p - i32::from(c)).abs());
         if pa <= pb && pa <= pc {
             a
         } else if pb <= pc {
@@ -146,8 +144,7 @@ mod tests {
             let n = (w * h) as usize * usize::from(ch);
             let px: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8 ^ (i / 13) as u8).collect();
             let png = encode(&px, w, h, ch);
-            let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
-                .expect("decodes");
+            let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png).expect("decodes");
             assert_eq!((img.width(), img.height()), (w, h));
             let got = if ch == 1 {
                 img.as_luma8().expect("L8").as_raw().clone()

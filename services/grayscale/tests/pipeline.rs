@@ -4,9 +4,7 @@
 #![allow(clippy::expect_used, clippy::panic, reason = "integration tests fail by panicking, with the reason")]
 
 use image::codecs::gif::GifEncoder;
-use image::{
-    Delay, DynamicImage, Frame, GrayImage, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba, RgbaImage,
-};
+use image::{Delay, DynamicImage, Frame, GrayImage, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba, RgbaImage};
 use image_api_grayscale::{decode_luma, encode_png, grayscale_png, GrayscaleError, LumaImage};
 use kit::imaging::{ImageError, ImageLimits};
 use kit::ApiError;
@@ -17,9 +15,9 @@ const PHOTOS: [&str; 3] = ["hot_dog.jpg", "cat_720p.jpg", "grace_hopper.jpg"];
 
 fn photo(name: &str) -> Vec<u8> {
     // Workspace layout: <root>/services/grayscale; photos in <root>/../shared/images.
-    let dir = std::env::var_os("GRAYSCALE_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images")
-    });
+    let dir = std::env::var_os("GRAYSCALE_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images"));
     let path = dir.join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -45,9 +43,7 @@ fn decode_gray(png: &[u8]) -> GrayImage {
 
 /// A colourful test picture: gradients in all three channels.
 fn rgb_picture(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| {
-        Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) * 3) as u8])
-    })
+    RgbImage::from_fn(w, h, |x, y| Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) * 3) as u8]))
 }
 
 fn api(e: GrayscaleError) -> ApiError {
@@ -92,12 +88,8 @@ fn photos_become_gray_pngs_close_to_the_template_and_no_larger() {
         // On photos the mean stays small: measured 1.5 / 4.3 / 2.0 levels on
         // hot_dog / cat / grace_hopper; 6 leaves room without hiding a real
         // error (a wrong channel or a shifted image gives tens of levels).
-        let diffs: Vec<u32> = gray
-            .as_raw()
-            .iter()
-            .zip(base_gray.as_raw())
-            .map(|(&a, &b)| u32::from(a.abs_diff(b)))
-            .collect();
+        let diffs: Vec<u32> =
+            gray.as_raw().iter().zip(base_gray.as_raw()).map(|(&a, &b)| u32::from(a.abs_diff(b))).collect();
         let mean = f64::from(diffs.iter().sum::<u32>()) / diffs.len() as f64;
         let max = diffs.iter().copied().max().unwrap_or(0);
         assert!(mean <= 6.0, "{name}: mean abs difference {mean:.2} levels");
@@ -221,13 +213,8 @@ fn truncated_png_gif_webp_and_bmp_are_refused() {
 
 #[test]
 fn an_encode_failure_is_a_500() {
-    let bad = LumaImage {
-        width: 10,
-        height: 10,
-        has_alpha: false,
-        pixels: vec![0; 99],
-        source_format: ImageFormat::Png,
-    };
+    let bad =
+        LumaImage { width: 10, height: 10, has_alpha: false, pixels: vec![0; 99], source_format: ImageFormat::Png };
     let e = encode_png(&bad).expect_err("wrong pixel count");
     assert!(matches!(e, GrayscaleError::Encode(_)));
     assert_eq!(api(e).status.as_u16(), 500);
@@ -258,8 +245,7 @@ fn png_gif_webp_and_bmp_inputs_work() {
 
 #[test]
 fn grayscale_jpeg_and_gray_png_inputs_work() {
-    let gray =
-        DynamicImage::ImageLuma8(GrayImage::from_fn(40, 30, |x, y| Luma([(x * 6 + y) as u8])));
+    let gray = DynamicImage::ImageLuma8(GrayImage::from_fn(40, 30, |x, y| Luma([(x * 6 + y) as u8])));
     let jpeg = encode(&gray, ImageFormat::Jpeg);
     let out = grayscale_png(&jpeg, &limits()).expect("gray JPEG");
     let reference = image::load_from_memory(&jpeg).expect("reference").to_luma8();
@@ -321,12 +307,7 @@ fn transparency_is_kept_as_gray_alpha() {
 #[test]
 fn an_animated_gif_gives_its_first_frame() {
     let frame = |v: u8| {
-        Frame::from_parts(
-            RgbaImage::from_pixel(16, 8, Rgba([v, v, v, 255])),
-            0,
-            0,
-            Delay::from_numer_denom_ms(100, 1),
-        )
+        Frame::from_parts(RgbaImage::from_pixel(16, 8, Rgba([v, v, v, 255])), 0, 0, Delay::from_numer_denom_ms(100, 1))
     };
     let mut gif = Vec::new();
     {

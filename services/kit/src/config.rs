@@ -75,11 +75,7 @@ where
 {
     match src.get(name) {
         None => Ok(None),
-        Some(raw) => raw
-            .trim()
-            .parse::<T>()
-            .map(Some)
-            .map_err(|e| ConfigError::new(name, raw, e.to_string())),
+        Some(raw) => raw.trim().parse::<T>().map(Some).map_err(|e| ConfigError::new(name, raw, e.to_string())),
     }
 }
 
@@ -109,11 +105,7 @@ where
     if range.contains(&value) {
         Ok(value)
     } else {
-        Err(ConfigError::new(
-            name,
-            value.to_string(),
-            format!("must be between {} and {}", range.start(), range.end()),
-        ))
+        Err(ConfigError::new(name, value.to_string(), format!("must be between {} and {}", range.start(), range.end())))
     }
 }
 
@@ -185,11 +177,7 @@ pub struct DaprConfig {
 }
 
 impl DaprConfig {
-    pub fn from_source(
-        src: &dyn Source,
-        default_app_id: &str,
-        default_http_port: u16,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_source(src: &dyn Source, default_app_id: &str, default_http_port: u16) -> Result<Self, ConfigError> {
         Ok(Self {
             app_id: var(src, "APP_ID", default_app_id.to_owned())?,
             host: var(src, "DAPR_HOST", "127.0.0.1".to_owned())?,

@@ -6,7 +6,6 @@
 
 use crate::config::DaprConfig;
 use crate::trace::TraceContext;
-use tracing::Instrument;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
 use http::{Method, StatusCode};
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
 
@@ -24,14 +24,32 @@ const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
 pub enum DaprOp {
     Healthz,
     /// Start-up polling [`DaprOp::Healthz`] for this long.
-    WaitForSidecar { within: Duration },
-    Invoke { app_id: String, method: String },
-    StateGet { store: String },
-    StateBulk { store: String },
-    StateSave { store: String },
-    StateDelete { store: String },
-    StateTransaction { store: String },
-    SecretGet { store: String, key: String },
+    WaitForSidecar {
+        within: Duration,
+    },
+    Invoke {
+        app_id: String,
+        method: String,
+    },
+    StateGet {
+        store: String,
+    },
+    StateBulk {
+        store: String,
+    },
+    StateSave {
+        store: String,
+    },
+    StateDelete {
+        store: String,
+    },
+    StateTransaction {
+        store: String,
+    },
+    SecretGet {
+        store: String,
+        key: String,
+    },
 }
 
 impl DaprOp {
@@ -268,7 +286,9 @@ impl DaprClient {
         // A client span per call, whose context daprd continues. Probes of
         // the sidecar's health and background calls outside any request
         // (start-up, the spool's rounds) would only be noise in the traces.
-        let span = if matches!(op, DaprOp::Healthz | DaprOp::WaitForSidecar { .. }) || tracing::Span::current().is_none() {
+        let span = if matches!(op, DaprOp::Healthz | DaprOp::WaitForSidecar { .. })
+            || tracing::Span::current().is_none()
+        {
             tracing::Span::none()
         } else {
             tracing::info_span!("dapr", otel.name = %format!("dapr {op}"), otel.kind = "client", dapr.operation = kind, http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty)
@@ -309,7 +329,10 @@ impl DaprClient {
             span.record("otel.status_code", "error");
         }
         if crate::metrics::enabled() {
-            crate::metrics::dapr().call_duration.with_label_values(&[kind, outcome]).observe(started.elapsed().as_secs_f64());
+            crate::metrics::dapr()
+                .call_duration
+                .with_label_values(&[kind, outcome])
+                .observe(started.elapsed().as_secs_f64());
         }
         tracing::debug!(%op, outcome, duration_ms = started.elapsed().as_secs_f64() * 1e3, "dapr call");
         result
@@ -338,7 +361,9 @@ impl DaprClient {
     /// which does not depend on this app being up.
     pub async fn healthz(&self) -> Result<(), DaprError> {
         let op = DaprOp::Healthz;
-        let res = self.call(&op, Method::GET, "/v1.0/healthz/outbound", &TraceContext::default(), HeaderMap::new(), Bytes::new()).await?;
+        let res = self
+            .call(&op, Method::GET, "/v1.0/healthz/outbound", &TraceContext::default(), HeaderMap::new(), Bytes::new())
+            .await?;
         Self::expect_success(&op, res).map(|_| ())
     }
 
@@ -406,7 +431,12 @@ impl DaprClient {
     }
 
     /// `GET /v1.0/state/<store>/<key>`: `None` when the key does not exist.
-    pub async fn get_state(&self, trace: &TraceContext, store: &str, key: &str) -> Result<Option<StateItem>, DaprError> {
+    pub async fn get_state(
+        &self,
+        trace: &TraceContext,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<StateItem>, DaprError> {
         let op = DaprOp::StateGet { store: store.to_owned() };
         let path = format!("/v1.0/state/{}/{}", encode_segment(store), encode_segment(key));
         let res = self.call(&op, Method::GET, &path, trace, HeaderMap::new(), Bytes::new()).await?;
@@ -420,7 +450,12 @@ impl DaprClient {
     }
 
     /// `POST /v1.0/state/<store>/bulk`.
-    pub async fn get_bulk_state(&self, trace: &TraceContext, store: &str, keys: &[String]) -> Result<Vec<BulkItem>, DaprError> {
+    pub async fn get_bulk_state(
+        &self,
+        trace: &TraceContext,
+        store: &str,
+        keys: &[String],
+    ) -> Result<Vec<BulkItem>, DaprError> {
         let op = DaprOp::StateBulk { store: store.to_owned() };
         let body = serde_json::json!({ "keys": keys, "parallelism": 10 });
         let res = self.post_json(&op, &format!("/v1.0/state/{}/bulk", encode_segment(store)), trace, &body).await?;
@@ -434,7 +469,13 @@ impl DaprClient {
     }
 
     /// `DELETE /v1.0/state/<store>/<key>`, with `If-Match` when `etag` is given.
-    pub async fn delete_state(&self, trace: &TraceContext, store: &str, key: &str, etag: Option<&str>) -> Result<(), DaprError> {
+    pub async fn delete_state(
+        &self,
+        trace: &TraceContext,
+        store: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<(), DaprError> {
         let op = DaprOp::StateDelete { store: store.to_owned() };
         let mut headers = HeaderMap::new();
         if let Some(etag) = etag {
@@ -469,7 +510,12 @@ impl DaprClient {
     }
 
     /// `GET /v1.0/secrets/<store>/<key>`: the secret's name/value map.
-    pub async fn get_secret(&self, trace: &TraceContext, store: &str, key: &str) -> Result<HashMap<String, String>, DaprError> {
+    pub async fn get_secret(
+        &self,
+        trace: &TraceContext,
+        store: &str,
+        key: &str,
+    ) -> Result<HashMap<String, String>, DaprError> {
         let op = DaprOp::SecretGet { store: store.to_owned(), key: key.to_owned() };
         let path = format!("/v1.0/secrets/{}/{}", encode_segment(store), encode_segment(key));
         let res = self.call(&op, Method::GET, &path, trace, HeaderMap::new(), Bytes::new()).await?;
@@ -477,7 +523,13 @@ impl DaprClient {
         serde_json::from_slice(&res.body).map_err(|e| DaprError::decode(&op, e))
     }
 
-    async fn post_json<T: Serialize + ?Sized>(&self, op: &DaprOp, path: &str, trace: &TraceContext, body: &T) -> Result<Invoked, DaprError> {
+    async fn post_json<T: Serialize + ?Sized>(
+        &self,
+        op: &DaprOp,
+        path: &str,
+        trace: &TraceContext,
+        body: &T,
+    ) -> Result<Invoked, DaprError> {
         let body = serde_json::to_vec(body).map_err(|e| DaprError::encode(op, e))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -43,11 +43,7 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("this route accepts {allowed}"),
-        )
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this route accepts {allowed}"))
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
@@ -79,8 +75,7 @@ impl ApiError {
     pub fn body_json(&self) -> String {
         let body = Body { error: Inner { code: self.code, message: &self.message } };
         // Serialising two strings cannot fail; fall back to a fixed body anyway.
-        serde_json::to_string(&body)
-            .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"error"}}"#.to_owned())
+        serde_json::to_string(&body).unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"error"}}"#.to_owned())
     }
 }
 

@@ -62,7 +62,12 @@ pub async fn start(config: &ImageServiceConfig) -> Result<(TcpListener, Recorder
     let listener = crate::http::bind(&config.server).await?;
     let dapr = DaprClient::new(&config.dapr)?;
     dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;
-    let mut recorder = Recorder::new(dapr.clone(), config.events_app_id.clone(), config.dapr.state_store.clone(), config.client_ttl_seconds);
+    let mut recorder = Recorder::new(
+        dapr.clone(),
+        config.events_app_id.clone(),
+        config.dapr.state_store.clone(),
+        config.client_ttl_seconds,
+    );
     if config.spool {
         let spool = Spool::new(dapr, config.dapr.state_store.clone(), config.spool_slots, config.spool_max_per_slot);
         recorder = recorder.with_spool(spool);
@@ -99,11 +104,18 @@ fn drain_spool(recorder: Recorder, interval: std::time::Duration) {
             match spool.drain(deliver).await {
                 Ok(drained) => {
                     if drained.delivered > 0 {
-                        tracing::info!(delivered = drained.delivered, waiting = drained.waiting, "spooled events delivered");
+                        tracing::info!(
+                            delivered = drained.delivered,
+                            waiting = drained.waiting,
+                            "spooled events delivered"
+                        );
                     }
                     if drained.unreadable > 0 {
                         if !std::mem::replace(&mut failing, true) {
-                            tracing::warn!(unreadable = drained.unreadable, "some event spool slots are unreadable (state store away?); retrying");
+                            tracing::warn!(
+                                unreadable = drained.unreadable,
+                                "some event spool slots are unreadable (state store away?); retrying"
+                            );
                         }
                     } else if std::mem::take(&mut failing) {
                         tracing::info!("the event spool is readable again");
@@ -127,8 +139,11 @@ pub fn rate_limiter(config: &ImageServiceConfig) -> Result<Option<std::sync::Arc
 /// Readiness probe: the sidecar answers.
 pub fn sidecar_probe(recorder: &Recorder) -> (&'static str, Probe) {
     let dapr = recorder.dapr().clone();
-    ("sidecar", probe(move || {
-        let dapr = dapr.clone();
-        async move { dapr.healthz().await }
-    }))
+    (
+        "sidecar",
+        probe(move || {
+            let dapr = dapr.clone();
+            async move { dapr.healthz().await }
+        }),
+    )
 }

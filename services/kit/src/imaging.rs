@@ -49,7 +49,9 @@ impl From<ImageError> for ApiError {
         let (status, code) = match e {
             ImageError::Empty => (StatusCode::BAD_REQUEST, "empty_body"),
             ImageError::UnsupportedFormat => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image_format"),
-            ImageError::TooLarge { .. } | ImageError::DeclaredTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+            ImageError::TooLarge { .. } | ImageError::DeclaredTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large")
+            }
             ImageError::Corrupt(_) => (StatusCode::BAD_REQUEST, "invalid_image"),
         };
         ApiError::new(status, code, e.to_string())
@@ -70,16 +72,13 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, ImageError> {
 }
 
 /// Declared dimensions, read from the header alone, checked against `limits`.
-pub fn checked_dimensions(
-    bytes: &[u8],
-    format: ImageFormat,
-    limits: &ImageLimits,
-) -> Result<(u32, u32), ImageError> {
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(|e| match e {
-        // A bomb all the same, only refused one step earlier: too large, not corrupt.
-        image::ImageError::Limits(_) => ImageError::DeclaredTooLarge(e.to_string()),
-        e => ImageError::Corrupt(e.to_string()),
-    })?;
+pub fn checked_dimensions(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> Result<(u32, u32), ImageError> {
+    let (width, height) =
+        ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(|e| match e {
+            // A bomb all the same, only refused one step earlier: too large, not corrupt.
+            image::ImageError::Limits(_) => ImageError::DeclaredTooLarge(e.to_string()),
+            e => ImageError::Corrupt(e.to_string()),
+        })?;
     let too_large = width > limits.max_width
         || height > limits.max_height
         || u64::from(width) * u64::from(height) > limits.max_pixels;
@@ -164,8 +163,8 @@ pub fn jpeg_reaches_end_of_image(bytes: &[u8]) -> bool {
         let Some(&marker) = bytes.get(i) else { return false };
         i += 1;
         match marker {
-            0xD9 => return true,                // EOI
-            0x00 | 0x01 | 0xD0..=0xD7 => {}     // no payload
+            0xD9 => return true,            // EOI
+            0x00 | 0x01 | 0xD0..=0xD7 => {} // no payload
             _ => {
                 let Some(len) = bytes.get(i..i + 2) else { return false };
                 let len = usize::from(u16::from_be_bytes([len[0], len[1]]));

@@ -20,13 +20,13 @@ pub mod config;
 pub mod dapr;
 pub mod error;
 pub mod http;
-pub mod metrics;
-pub mod ratelimit;
-pub mod record;
 #[cfg(feature = "imaging")]
 pub mod image_service;
 #[cfg(feature = "imaging")]
 pub mod imaging;
+pub mod metrics;
+pub mod ratelimit;
+pub mod record;
 pub mod rt;
 pub mod spool;
 pub mod telemetry;

@@ -25,8 +25,19 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(dapr: DaprClient, events_app_id: impl Into<String>, state_store: impl Into<String>, client_ttl_seconds: u64) -> Self {
-        Self { dapr, events_app_id: events_app_id.into(), state_store: state_store.into(), client_ttl_seconds, spool: None }
+    pub fn new(
+        dapr: DaprClient,
+        events_app_id: impl Into<String>,
+        state_store: impl Into<String>,
+        client_ttl_seconds: u64,
+    ) -> Self {
+        Self {
+            dapr,
+            events_app_id: events_app_id.into(),
+            state_store: state_store.into(),
+            client_ttl_seconds,
+            spool: None,
+        }
     }
 
     /// Events that cannot be recorded at once are spooled, not failed.
@@ -54,7 +65,13 @@ impl Recorder {
     }
 
     /// Saves `client:<ip>` = `{ip, last_request_ms, op_type}`.
-    pub async fn client_seen(&self, trace: &TraceContext, ip: IpAddr, op_type: &str, at_ms: i64) -> Result<(), DaprError> {
+    pub async fn client_seen(
+        &self,
+        trace: &TraceContext,
+        ip: IpAddr,
+        op_type: &str,
+        at_ms: i64,
+    ) -> Result<(), DaprError> {
         let item = SaveItem::new(
             client_key(ip),
             serde_json::json!({ "ip": ip.to_string(), "last_request_ms": at_ms, "op_type": op_type }),
@@ -69,14 +86,22 @@ impl Recorder {
     /// neither does the request fail, so nothing acknowledged goes
     /// unrecorded. The last-seen entry is bookkeeping: a failure there is
     /// logged and the answer still goes out.
-    pub async fn success(&self, trace: &TraceContext, op_type: &str, input_size: usize, ip: IpAddr) -> Result<(), crate::ApiError> {
+    pub async fn success(
+        &self,
+        trace: &TraceContext,
+        op_type: &str,
+        input_size: usize,
+        ip: IpAddr,
+    ) -> Result<(), crate::ApiError> {
         let now = crate::rt::now_ms();
         let event_id = uuid::Uuid::now_v7().to_string();
         let body = Self::event_body(&event_id, op_type, input_size, now);
         if let Err(e) = self.deliver(trace, &body).await {
             match (&self.spool, worth_spooling(&e)) {
                 (Some(spool), true) => match spool.push(trace, &event_id, &body).await {
-                    Ok(()) => tracing::warn!(error = %e, event_id, "event not recorded now: spooled, to be delivered later"),
+                    Ok(()) => {
+                        tracing::warn!(error = %e, event_id, "event not recorded now: spooled, to be delivered later")
+                    }
                     Err(spool_error) => {
                         tracing::error!(error = %e, %spool_error, event_id, "event neither recorded nor spooled: the request fails");
                         return Err(e.into());

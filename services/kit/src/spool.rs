@@ -95,7 +95,14 @@ impl Spool {
         for outcome in ["spooled", "delivered", "refused"] {
             metrics().events.with_label_values(&[outcome]);
         }
-        Self { dapr, store: store.into(), slots: slots.max(1), max_per_slot, pending: Default::default(), pushes: Default::default() }
+        Self {
+            dapr,
+            store: store.into(),
+            slots: slots.max(1),
+            max_per_slot,
+            pending: Default::default(),
+            pushes: Default::default(),
+        }
     }
 
     /// Whether there is (probably) something to drain.

@@ -21,10 +21,8 @@ impl TraceContext {
     /// The context of an inbound request; an ill-formed `traceparent` is
     /// dropped (the spec says to start afresh), and `tracestate` with it.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let traceparent = headers
-            .get(TRACEPARENT)
-            .filter(|v| v.to_str().map(is_valid_traceparent).unwrap_or(false))
-            .cloned();
+        let traceparent =
+            headers.get(TRACEPARENT).filter(|v| v.to_str().map(is_valid_traceparent).unwrap_or(false)).cloned();
         let tracestate = traceparent.as_ref().and_then(|_| headers.get(TRACESTATE).cloned());
         Self { traceparent, tracestate }
     }
@@ -92,9 +90,8 @@ pub fn is_valid_traceparent(value: &str) -> bool {
     if parts.len() < 4 {
         return false;
     }
-    let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
+    let hex =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let (version, trace_id, parent_id, flags) = (parts[0], parts[1], parts[2], parts[3]);
     hex(version, 2)
         && version != "ff"

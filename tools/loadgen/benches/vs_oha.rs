@@ -26,9 +26,9 @@ fn seconds() -> u64 {
 
 /// oha as `make bench-loadgen` installs it (`OHA` overrides).
 fn oha() -> PathBuf {
-    std::env::var_os("OHA").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/oha/bin/oha")
-    })
+    std::env::var_os("OHA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/oha/bin/oha"))
 }
 
 /// The trivial endpoint, on its own single-threaded runtime in a thread
@@ -83,8 +83,9 @@ fn measured(mut cmd: Command) -> (serde_json::Value, f64) {
     if !out.status.success() {
         panic!("{cmd:?} exited {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{cmd:?} printed no JSON ({e}) after {:?}: {}", started.elapsed(), String::from_utf8_lossy(&out.stdout)));
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{cmd:?} printed no JSON ({e}) after {:?}: {}", started.elapsed(), String::from_utf8_lossy(&out.stdout))
+    });
     (json, cpu)
 }
 
@@ -110,7 +111,10 @@ fn oha_run(addr: SocketAddr, load: &[String], secs: u64) -> (serde_json::Value, 
 fn main() {
     let oha_bin = oha();
     if !oha_bin.exists() {
-        eprintln!("{} is missing: `make bench-loadgen` installs it (cargo install oha --locked --root .cache/oha)", oha_bin.display());
+        eprintln!(
+            "{} is missing: `make bench-loadgen` installs it (cargo install oha --locked --root .cache/oha)",
+            oha_bin.display()
+        );
         std::process::exit(1);
     }
     let addr = start_server();
@@ -125,7 +129,10 @@ fn main() {
             None => format!("{conns} closed"),
         };
         let (lg_load, oha_load): (Vec<String>, Vec<String>) = match rate {
-            Some(r) => (vec![format!("--rate={r}")], vec!["-q".into(), r.to_string(), "--latency-correction".into(), "-c".into(), conns.to_string()]),
+            Some(r) => (
+                vec![format!("--rate={r}")],
+                vec!["-q".into(), r.to_string(), "--latency-correction".into(), "-c".into(), conns.to_string()],
+            ),
             None => (vec![format!("--concurrency={conns}")], vec!["-c".into(), conns.to_string()]),
         };
         let (lg, cpu) = loadgen(addr, &lg_load, secs);
@@ -145,7 +152,10 @@ fn main() {
             tool: "oha",
             load: label,
             requested: rate.map(f64::from),
-            requests: oh["statusCodeDistribution"].as_object().map(|m| m.values().filter_map(|v| v.as_f64()).sum()).unwrap_or(f64::NAN),
+            requests: oh["statusCodeDistribution"]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_f64()).sum())
+                .unwrap_or(f64::NAN),
             achieved: f(&summary["requestsPerSec"]),
             p50_ms: f(&oh["latencyPercentiles"]["p50"]) * 1000.0,
             p99_ms: f(&oh["latencyPercentiles"]["p99"]) * 1000.0,
@@ -154,7 +164,10 @@ fn main() {
     }
 
     println!("loadgen vs oha, {secs} s per row, GET on a trivial in-process endpoint ({addr})");
-    println!("{:<8} {:<10} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13}", "tool", "load", "requests", "req/s", "of asked", "p50 ms", "p99 ms", "CPU µs / req");
+    println!(
+        "{:<8} {:<10} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13}",
+        "tool", "load", "requests", "req/s", "of asked", "p50 ms", "p99 ms", "CPU µs / req"
+    );
     for r in &rows {
         let of_asked = r.requested.map(|q| format!("{:.1}%", r.achieved / q * 100.0)).unwrap_or_else(|| "-".into());
         let cpu_per = if r.requests > 0.0 { r.cpu_s / r.requests * 1e6 } else { f64::NAN };
@@ -163,7 +176,9 @@ fn main() {
             r.tool, r.load, r.requests, r.achieved, of_asked, r.p50_ms, r.p99_ms, cpu_per
         );
     }
-    println!("(of asked: achieved over requested rate; CPU: user+system of the generator process; closed rows are flat out)");
+    println!(
+        "(of asked: achieved over requested rate; CPU: user+system of the generator process; closed rows are flat out)"
+    );
     // Give a stray connection time to close before the server thread dies with the process.
     std::thread::sleep(Duration::from_millis(50));
 }

@@ -59,7 +59,8 @@ pub async fn run(plan: &Plan) -> Result<Report, Error> {
             open_loop(timeline, *max_in_flight, &plan.requests, &client, plan.timeout, tx, stop_rx.clone(), start).await
         }
         Load::Closed { concurrency } => {
-            closed_loop(*concurrency, plan.duration, &plan.requests, &client, plan.timeout, tx, stop_rx.clone(), start).await
+            closed_loop(*concurrency, plan.duration, &plan.requests, &client, plan.timeout, tx, stop_rx.clone(), start)
+                .await
         }
     };
     let (stats, last) = match collector.await {
@@ -201,7 +202,8 @@ async fn closed_loop(
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        let (client, tx, next, stop, requests) = (client.clone(), tx.clone(), next.clone(), stop.clone(), requests.clone());
+        let (client, tx, next, stop, requests) =
+            (client.clone(), tx.clone(), next.clone(), stop.clone(), requests.clone());
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline && !*stop.borrow() {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +272,11 @@ async fn send(
 
 /// Folds outcomes into the stats until every sender is gone; also returns
 /// when the last one arrived (the end of the run).
-async fn collect(mut rx: mpsc::UnboundedReceiver<Outcome>, slowest: usize, bar: ProgressBar) -> (Stats, Option<Instant>) {
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    slowest: usize,
+    bar: ProgressBar,
+) -> (Stats, Option<Instant>) {
     let mut stats = Stats::new(slowest);
     let mut last = None;
     while let Some(outcome) = rx.recv().await {
@@ -292,10 +298,9 @@ fn progress_bar(plan: &Plan) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let (bar, template) = match &plan.load {
-        Load::Open { timeline, .. } => (
-            ProgressBar::new(timeline.total()),
-            "{elapsed_precise} [{bar:40.cyan/blue}] {pos}/{len} {per_sec} {msg}",
-        ),
+        Load::Open { timeline, .. } => {
+            (ProgressBar::new(timeline.total()), "{elapsed_precise} [{bar:40.cyan/blue}] {pos}/{len} {per_sec} {msg}")
+        }
         Load::Closed { .. } => (ProgressBar::new_spinner(), "{elapsed_precise} {spinner} {pos} done {per_sec} {msg}"),
     };
     if let Ok(style) = ProgressStyle::with_template(template) {

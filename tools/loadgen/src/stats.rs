@@ -72,7 +72,14 @@ impl Outcome {
         Outcome { target, trace_id, latency, send_lag, status: Some(status), error }
     }
 
-    pub fn failed(target: Target, trace_id: String, latency: Duration, send_lag: Duration, kind: ErrorKind, message: String) -> Self {
+    pub fn failed(
+        target: Target,
+        trace_id: String,
+        latency: Duration,
+        send_lag: Duration,
+        kind: ErrorKind,
+        message: String,
+    ) -> Self {
         Outcome { target, trace_id, latency, send_lag, status: None, error: Some((kind, message)) }
     }
 }
@@ -285,7 +292,14 @@ impl Percentiles {
             return Percentiles { p50: 0.0, p90: 0.0, p99: 0.0, p99_9: 0.0, max: 0.0, mean: 0.0 };
         }
         let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        Percentiles { p50: q(0.5), p90: q(0.9), p99: q(0.99), p99_9: q(0.999), max: h.max() as f64 / 1000.0, mean: h.mean() / 1000.0 }
+        Percentiles {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p99_9: q(0.999),
+            max: h.max() as f64 / 1000.0,
+            mean: h.mean() / 1000.0,
+        }
     }
 }
 
@@ -409,7 +423,8 @@ impl Report {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot encode the report: {e}\"}}"))
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode the report: {e}\"}}"))
     }
 
     /// The report for people.
@@ -462,7 +477,13 @@ impl Report {
         if self.targets.len() > 1 {
             for (name, t) in &self.targets {
                 let status: Vec<String> = t.status.iter().map(|(s, n)| format!("{s} ×{n}")).collect();
-                line(format!("  {name:<9} {:>6} req  p50 {}  p99 {}  {}", t.requests, fmt_ms(t.latency_ms.p50), fmt_ms(t.latency_ms.p99), status.join(" ")));
+                line(format!(
+                    "  {name:<9} {:>6} req  p50 {}  p99 {}  {}",
+                    t.requests,
+                    fmt_ms(t.latency_ms.p50),
+                    fmt_ms(t.latency_ms.p99),
+                    status.join(" ")
+                ));
             }
         }
         if !self.slowest.is_empty() {
@@ -485,7 +506,13 @@ impl Report {
             ));
         }
         for c in &self.checks {
-            line(format!("check      {} {} ≤ {}: {}", c.name, fmt_num(c.value), fmt_num(c.limit), if c.passed { "ok" } else { "FAILED" }));
+            line(format!(
+                "check      {} {} ≤ {}: {}",
+                c.name,
+                fmt_num(c.value),
+                fmt_num(c.limit),
+                if c.passed { "ok" } else { "FAILED" }
+            ));
         }
         out
     }
@@ -586,7 +613,9 @@ mod tests {
         s.record(&ok(Target::Classify, 5, 429));
         s.record(&ok(Target::Classify, 5, 503));
         s.record(&ok(Target::Events, 5, 200));
-        let fail = |kind, msg: &str| Outcome::failed(Target::Grayscale, "t".into(), Duration::from_secs(1), Duration::ZERO, kind, msg.into());
+        let fail = |kind, msg: &str| {
+            Outcome::failed(Target::Grayscale, "t".into(), Duration::from_secs(1), Duration::ZERO, kind, msg.into())
+        };
         s.record(&fail(ErrorKind::Connect, "connection refused"));
         s.record(&fail(ErrorKind::Timeout, "no answer in 1 s"));
         let r = s.report(run(), 8, Duration::from_secs(1), "z");
@@ -666,7 +695,16 @@ mod tests {
         let mut r = uniform().report(run(), 1000, Duration::from_secs(10), "http://z:9411");
         r.verify = Some(Verification::judge(0, 500, 500, 0, true));
         let text = r.to_text();
-        for part in ["open loop, 100 req/s", "1000 sent", "200 ×1000", "errors     none", "p99.9 999.", "send lag", "slowest", "nothing lost"] {
+        for part in [
+            "open loop, 100 req/s",
+            "1000 sent",
+            "200 ×1000",
+            "errors     none",
+            "p99.9 999.",
+            "send lag",
+            "slowest",
+            "nothing lost",
+        ] {
             assert!(text.contains(part), "{part:?} missing from:\n{text}");
         }
     }

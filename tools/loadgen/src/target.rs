@@ -75,7 +75,9 @@ impl Mix {
             return Err(Error::usage("the mix has no target with a weight above 0"));
         }
         if total > MAX_TOTAL_WEIGHT {
-            return Err(Error::usage(format!("the mix's weights add up to {total}; keep them under {MAX_TOTAL_WEIGHT} (they are ratios)")));
+            return Err(Error::usage(format!(
+                "the mix's weights add up to {total}; keep them under {MAX_TOTAL_WEIGHT} (they are ratios)"
+            )));
         }
         for (i, (t, _)) in weights.iter().enumerate() {
             if weights[..i].iter().any(|(u, _)| u == t) {
@@ -109,7 +111,10 @@ impl Mix {
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = match part.split_once('=') {
                 Some((name, w)) => {
-                    let w = w.trim().parse::<u32>().map_err(|_| Error::usage(format!("weight {w:?} for {name} is not a whole number")))?;
+                    let w = w
+                        .trim()
+                        .parse::<u32>()
+                        .map_err(|_| Error::usage(format!("weight {w:?} for {name} is not a whole number")))?;
                     (name, w)
                 }
                 None => (part, 1),
@@ -197,7 +202,9 @@ impl Endpoints {
         let path = path.trim_start_matches('/');
         match route {
             Route::Direct => format!("http://{}:{}/{path}", self.host, self.app_ports[i]),
-            Route::Sidecar => format!("http://{}:{}/v1.0/invoke/{}/method/{path}", self.host, self.sidecar_ports[i], target.app_id()),
+            Route::Sidecar => {
+                format!("http://{}:{}/v1.0/invoke/{}/method/{path}", self.host, self.sidecar_ports[i], target.app_id())
+            }
             Route::Front(base) => format!("{}/api/{path}", base.trim_end_matches('/')),
         }
     }
@@ -461,21 +468,24 @@ mod tests {
 
     #[test]
     fn requests_carry_target_body_and_headers() {
-        let bodies = Bodies::new(vec![("a.jpg".into(), Bytes::from_static(b"A")), ("b.jpg".into(), Bytes::from_static(b"BB"))]);
+        let bodies =
+            Bodies::new(vec![("a.jpg".into(), Bytes::from_static(b"A")), ("b.jpg".into(), Bytes::from_static(b"BB"))]);
         let ep = Endpoints {
             host: "127.0.0.1".into(),
             app_ports: [1, 2, 3],
             sidecar_ports: [4, 5, 6],
             route: Route::Front("http://127.0.0.1:8080".into()),
         };
-        let f = RequestFactory::new(Mix::parse("grayscale=1,events=1").expect("mix"), ep, bodies, Some(2)).expect("factory");
+        let f = RequestFactory::new(Mix::parse("grayscale=1,events=1").expect("mix"), ep, bodies, Some(2))
+            .expect("factory");
         let reqs: Vec<Planned> = (0..4).map(|i| f.build(i).expect("request")).collect();
         let targets: Vec<Target> = reqs.iter().map(|p| p.target).collect();
         assert_eq!(targets, [Target::Grayscale, Target::Events, Target::Grayscale, Target::Events]);
         assert_eq!(reqs[0].request.method(), Method::POST);
         assert_eq!(reqs[1].request.method(), Method::GET);
         assert_eq!(reqs[1].request.uri().to_string(), "http://127.0.0.1:8080/api/events?limit=20");
-        let xff: Vec<&str> = reqs.iter().filter_map(|p| p.request.headers().get("x-forwarded-for")?.to_str().ok()).collect();
+        let xff: Vec<&str> =
+            reqs.iter().filter_map(|p| p.request.headers().get("x-forwarded-for")?.to_str().ok()).collect();
         assert_eq!(xff, ["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"]);
         let tp = reqs[0].request.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert_eq!(&tp[3..35], reqs[0].trace_id);

@@ -31,7 +31,10 @@ pub async fn count(client: &Client<HttpConnector, Body>, url: &str) -> Result<u6
         Err(_) => return Err(fail(format!("no answer within {} s", COUNT_TIMEOUT.as_secs()))),
     };
     if !status.is_success() {
-        return Err(fail(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>())));
+        return Err(fail(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+        )));
     }
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
     value["count"].as_u64().ok_or_else(|| fail(format!("no \"count\" in {value}")))

@@ -61,7 +61,13 @@ impl HttpClient {
         self.request(Method::POST, url, &[], body.into()).await
     }
 
-    pub async fn request(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Reply, Error> {
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, Error> {
         let mut req = Request::builder().method(method.clone()).uri(url);
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| Error::msg(e.to_string()))?;

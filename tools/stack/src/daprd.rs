@@ -18,7 +18,12 @@ pub struct SidecarPorts {
 
 impl SidecarPorts {
     pub fn free() -> Self {
-        Self { http: crate::free_port(), grpc: crate::free_port(), internal_grpc: crate::free_port(), metrics: crate::free_port() }
+        Self {
+            http: crate::free_port(),
+            grpc: crate::free_port(),
+            internal_grpc: crate::free_port(),
+            metrics: crate::free_port(),
+        }
     }
 }
 

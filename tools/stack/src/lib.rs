@@ -61,7 +61,10 @@ pub fn free_port() -> u16 {
     let floor = 10_000u16;
     // Start somewhere that differs between test processes, then walk.
     let seed = std::process::id() as u64 * 7919
-        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0);
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
     let span = u64::from(ceiling - floor);
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     for step in 0..span {
@@ -108,7 +111,13 @@ where
 
 /// Waits until GET `url` answers 2xx, while `running` says the process that
 /// should answer is alive (else fails at once with `exited`).
-pub async fn wait_for_http(what: &str, timeout: Duration, url: &str, mut running: impl FnMut() -> bool, exited: &str) -> Result<(), Error> {
+pub async fn wait_for_http(
+    what: &str,
+    timeout: Duration,
+    url: &str,
+    mut running: impl FnMut() -> bool,
+    exited: &str,
+) -> Result<(), Error> {
     let client = HttpClient::new(Duration::from_secs(2));
     wait_until(what, timeout, || {
         let alive = running();
@@ -128,9 +137,7 @@ pub fn unique_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{}_{n}_{:x}", std::process::id(), nanos & 0xffff)
 }

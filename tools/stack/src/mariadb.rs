@@ -56,12 +56,11 @@ impl MariaDb {
                 .arg(format!("--datadir={}", data.display()))
                 .arg(format!("--tmpdir={}", tmp.display()))
                 .output()
-                .map_err(|e| Error::msg(format!("mariadb-install-db: {e} (is mariadb-server installed? run `make deps`)")))?;
+                .map_err(|e| {
+                    Error::msg(format!("mariadb-install-db: {e} (is mariadb-server installed? run `make deps`)"))
+                })?;
             if !out.status.success() {
-                return Err(Error::msg(format!(
-                    "mariadb-install-db failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )));
+                return Err(Error::msg(format!("mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr))));
             }
         }
         let mut db = MariaDb { dir: dir.to_owned(), port, password, mode, proc: None };
@@ -154,4 +153,3 @@ impl MariaDb {
         self.proc.as_ref().map(Proc::pid)
     }
 }
-

@@ -171,7 +171,6 @@ impl Proc {
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)
     }
-
 }
 
 impl Drop for Proc {
@@ -206,7 +205,15 @@ pub fn live_pid(pid_file: &Path) -> Option<u32> {
     let exe = pid_exe(pid)?.file_name()?.to_str()?.trim_end_matches(" (deleted)").to_owned();
     // Debian's redis-server is a link to redis-check-rdb.
     let ours = [
-        "mariadbd", "redis-server", "redis-check-rdb", "daprd", "nginx", "java", "prometheus", "grafana", "grafana-server",
+        "mariadbd",
+        "redis-server",
+        "redis-check-rdb",
+        "daprd",
+        "nginx",
+        "java",
+        "prometheus",
+        "grafana",
+        "grafana-server",
         "stackctl",
     ]
     .contains(&exe.as_str())

@@ -46,7 +46,8 @@ impl Prometheus {
                 .map(|t| json!({"targets": [format!("127.0.0.1:{}", t.port)], "labels": {"app_id": t.app_id}}))
                 .collect();
             let file = targets_dir.join(format!("{job}.json"));
-            std::fs::write(&file, serde_json::to_vec_pretty(&groups).unwrap_or_default()).map_err(|e| Error::io(&file, e))?;
+            std::fs::write(&file, serde_json::to_vec_pretty(&groups).unwrap_or_default())
+                .map_err(|e| Error::io(&file, e))?;
         }
         let mut cmd = Command::new("prometheus");
         cmd.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
@@ -58,9 +59,15 @@ impl Prometheus {
         let mut proc = Proc::spawn("prometheus", cmd, &log, mode)?;
         let mut prom = Prometheus { port, dir: dir.to_owned(), proc: None };
         let url = prom.url("/-/ready");
-        crate::wait_for_http("prometheus", Duration::from_secs(60), &url, || proc.is_running(), "prometheus exited (is it installed? run `make deps`)")
-            .await
-            .map_err(|e| Error::msg(format!("{e}\n--- prometheus log ---\n{}", crate::process::tail(&log, 25))))?;
+        crate::wait_for_http(
+            "prometheus",
+            Duration::from_secs(60),
+            &url,
+            || proc.is_running(),
+            "prometheus exited (is it installed? run `make deps`)",
+        )
+        .await
+        .map_err(|e| Error::msg(format!("{e}\n--- prometheus log ---\n{}", crate::process::tail(&log, 25))))?;
         prom.proc = Some(proc);
         Ok(prom)
     }

@@ -158,7 +158,9 @@ impl Runtime {
     /// same test suite runs against either.
     pub fn from_env() -> Result<Runtime, Error> {
         match std::env::var("STACK_RUNTIME") {
-            Ok(name) if !name.is_empty() => Runtime::parse(&name).map_err(|e| Error::msg(format!("STACK_RUNTIME: {e}"))),
+            Ok(name) if !name.is_empty() => {
+                Runtime::parse(&name).map_err(|e| Error::msg(format!("STACK_RUNTIME: {e}")))
+            }
             _ => Ok(Runtime::Native),
         }
     }
@@ -180,7 +182,10 @@ impl Runtime {
                 for s in services {
                     let bin = native_binary(*s);
                     if !bin.exists() {
-                        return Err(Error::msg(format!("{} is missing: build the services (`cargo build --bins`)", bin.display())));
+                        return Err(Error::msg(format!(
+                            "{} is missing: build the services (`cargo build --bins`)",
+                            bin.display()
+                        )));
                     }
                 }
                 Ok(())
@@ -211,7 +216,10 @@ impl Runtime {
                         )));
                     }
                     if s.uses_models() && !in_root(ROOT_MODELS_DIR).join("mobilenet_v2_1.0_224_quant.tflite").exists() {
-                        return Err(Error::msg(format!("no models in {}: run `make wasmedge`", in_root(ROOT_MODELS_DIR).display())));
+                        return Err(Error::msg(format!(
+                            "no models in {}: run `make wasmedge`",
+                            in_root(ROOT_MODELS_DIR).display()
+                        )));
                     }
                 }
                 Ok(())
@@ -249,7 +257,12 @@ pub fn wasmedge_interpreter_command(service: Service, env: &[(String, String)]) 
 pub fn wasmedge_tflite_classify_command(env: &[(String, String)]) -> Command {
     let mut all = Service::Classify.env(Runtime::WasmEdge);
     all.extend_from_slice(env);
-    wasmedge_command(Service::Classify, &all, &format!("{ROOT_WASM_DIR}/{TFLITE_CLASSIFY}.wasm"), &["--force-interpreter"])
+    wasmedge_command(
+        Service::Classify,
+        &all,
+        &format!("{ROOT_WASM_DIR}/{TFLITE_CLASSIFY}.wasm"),
+        &["--force-interpreter"],
+    )
 }
 
 /// The name `make wasm` gives the plugin-only classify module.

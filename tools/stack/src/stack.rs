@@ -7,9 +7,9 @@ use crate::mariadb::MariaDb;
 use crate::nginx::{Nginx, NginxSpec};
 use crate::process::{Mode, Proc};
 use crate::prometheus::{Prometheus, Target};
-use crate::zipkin::Zipkin;
 use crate::redis::Redis;
 use crate::service::{Runtime, Service};
+use crate::zipkin::Zipkin;
 use crate::{paths, wait_until, Error};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -347,7 +347,8 @@ impl Launch {
             ],
             log_level: opts.log_level.clone(),
         };
-        let sidecar = Sidecar::start(spec, &logs.join(format!("daprd-{name}.log")), self.pid_mode(&format!("daprd-{name}")))?;
+        let sidecar =
+            Sidecar::start(spec, &logs.join(format!("daprd-{name}.log")), self.pid_mode(&format!("daprd-{name}")))?;
         Ok(RunningService {
             service,
             app_port,
@@ -392,7 +393,10 @@ fn render_dapr_config(dir: &Path, spans_endpoint: Option<&str>) -> Result<PathBu
             let key = line.trim_start();
             if key.starts_with("endpointAddress:") {
                 found.0 = true;
-                return format!("{indent}endpointAddress: \"{}\"", spans_endpoint.unwrap_or("http://127.0.0.1:9/api/v2/spans"));
+                return format!(
+                    "{indent}endpointAddress: \"{}\"",
+                    spans_endpoint.unwrap_or("http://127.0.0.1:9/api/v2/spans")
+                );
             }
             if key.starts_with("samplingRate:") {
                 found.1 = true;
@@ -404,7 +408,10 @@ fn render_dapr_config(dir: &Path, spans_endpoint: Option<&str>) -> Result<PathBu
         })
         .collect();
     if found != (true, true) {
-        return Err(Error::msg(format!("{}: no tracing.samplingRate or zipkin.endpointAddress to set", source.display())));
+        return Err(Error::msg(format!(
+            "{}: no tracing.samplingRate or zipkin.endpointAddress to set",
+            source.display()
+        )));
     }
     let out = dir.join("dapr-config.yaml");
     std::fs::write(&out, rendered.join("\n") + "\n").map_err(|e| Error::io(&out, e))?;
@@ -426,7 +433,9 @@ impl Stack {
         let zipkin = match opts.tracing {
             Tracing::Off => None,
             Tracing::SharedZipkin => Some(crate::zipkin::shared().await?),
-            Tracing::OwnZipkin { port } => Some(Arc::new(Zipkin::start(&dir.join("zipkin"), port, pid_file("zipkin")).await?)),
+            Tracing::OwnZipkin { port } => {
+                Some(Arc::new(Zipkin::start(&dir.join("zipkin"), port, pid_file("zipkin")).await?))
+            }
         };
         let spans_endpoint = zipkin.as_ref().map(|z| z.spans_endpoint());
         let dapr_config = render_dapr_config(&dir, spans_endpoint.as_deref())?;
@@ -505,7 +514,10 @@ impl Stack {
             }
             None => None,
         };
-        let scratch = paths::scratch_dir().canonicalize().ok().filter(|root| opts.mode == Mode::Attached && dir.starts_with(root));
+        let scratch = paths::scratch_dir()
+            .canonicalize()
+            .ok()
+            .filter(|root| opts.mode == Mode::Attached && dir.starts_with(root));
         Ok(Stack {
             _scratch: scratch.map(|_| ScratchDir(dir.clone())),
             zipkin,
@@ -587,7 +599,13 @@ impl Stack {
 }
 
 /// nginx in front of the sidecars, its body limit the services' own.
-async fn start_web(dir: &Path, web: &WebOptions, services: &[RunningService], env: &[(String, String)], mode: Mode) -> Result<Nginx, Error> {
+async fn start_web(
+    dir: &Path,
+    web: &WebOptions,
+    services: &[RunningService],
+    env: &[(String, String)],
+    mode: Mode,
+) -> Result<Nginx, Error> {
     let sidecar = |service: Service| {
         services
             .iter()

@@ -28,7 +28,10 @@ impl Zipkin {
     pub async fn start(dir: &Path, port: u16, mode: Mode) -> Result<Self, Error> {
         let jar = jar();
         if !jar.is_file() {
-            return Err(Error::msg(format!("{} is missing: run scripts/zipkin.sh (make test and make up do)", jar.display())));
+            return Err(Error::msg(format!(
+                "{} is missing: run scripts/zipkin.sh (make test and make up do)",
+                jar.display()
+            )));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut cmd = Command::new("java");
@@ -47,9 +50,15 @@ impl Zipkin {
         let mut proc = Proc::spawn("zipkin", cmd, &log, mode)?;
         let mut zipkin = Zipkin { port, proc: None };
         let url = zipkin.url("/health");
-        crate::wait_for_http("zipkin", Duration::from_secs(120), &url, || proc.is_running(), "zipkin exited (is java installed? run `make deps`)")
-            .await
-            .map_err(|e| Error::msg(format!("{e}\n--- zipkin log ---\n{}", crate::process::tail(&log, 25))))?;
+        crate::wait_for_http(
+            "zipkin",
+            Duration::from_secs(120),
+            &url,
+            || proc.is_running(),
+            "zipkin exited (is java installed? run `make deps`)",
+        )
+        .await
+        .map_err(|e| Error::msg(format!("{e}\n--- zipkin log ---\n{}", crate::process::tail(&log, 25))))?;
         zipkin.proc = Some(proc);
         Ok(zipkin)
     }

@@ -64,9 +64,14 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     }
     if a.url.is_none() {
         if let Some(file) = std::env::var_os("SECRETS_FILE").filter(|v| !v.is_empty()) {
-            let name = std::env::var("DB_URL_SECRET").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "DB_URL:MYSQL".into());
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("SECRETS_FILE {}: {e}", PathBuf::from(&file).display()))?;
-            a.url = Some(secret_from_json(&text, &name).map_err(|e| format!("SECRETS_FILE {}: {e}", PathBuf::from(&file).display()))?);
+            let name =
+                std::env::var("DB_URL_SECRET").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "DB_URL:MYSQL".into());
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("SECRETS_FILE {}: {e}", PathBuf::from(&file).display()))?;
+            a.url = Some(
+                secret_from_json(&text, &name)
+                    .map_err(|e| format!("SECRETS_FILE {}: {e}", PathBuf::from(&file).display()))?,
+            );
         }
     }
     Ok(a)
@@ -78,7 +83,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 fn secret_from_json(text: &str, name: &str) -> Result<String, String> {
     let root: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let value = name.split(':').try_fold(&root, |v, key| v.get(key)).ok_or_else(|| format!("no secret {name}"))?;
-    value.as_str().filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| format!("secret {name} is not a non-empty string"))
+    value
+        .as_str()
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("secret {name} is not a non-empty string"))
 }
 
 fn main() -> ExitCode {
@@ -115,7 +124,8 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
         let (up, down) = migrate::new_file_names(&migrations, name)?;
         for (file, text) in [(&up, "-- Write the change here.\n"), (&down, "-- Undo the up script here.\n")] {
             let path = args.dir.join(file);
-            std::fs::write(&path, text).map_err(|source| MigrateError::Io { dir: args.dir.display().to_string(), source })?;
+            std::fs::write(&path, text)
+                .map_err(|source| MigrateError::Io { dir: args.dir.display().to_string(), source })?;
             println!("created {}", path.display());
         }
         return Ok(ExitCode::SUCCESS);
@@ -124,16 +134,20 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
         eprintln!("migrate: give --database-url or set DATABASE_URL");
         return Ok(ExitCode::from(2));
     };
-    let pool = mysql_async::Pool::new(mysql_async::Opts::from_url(url).map_err(|e| MigrateError::BadFile {
-        file: "--database-url".into(),
-        reason: e.to_string(),
-    })?);
+    let pool = mysql_async::Pool::new(
+        mysql_async::Opts::from_url(url)
+            .map_err(|e| MigrateError::BadFile { file: "--database-url".into(), reason: e.to_string() })?,
+    );
     let mut conn = pool.get_conn().await?;
     let migrator = Migrator::new(migrations).with_lock_timeout(args.lock_timeout);
     let opts = RunOptions { to: args.to, dry_run: args.dry_run };
     let code = match args.command.as_str() {
         "up" | "down" => {
-            let report = if args.command == "up" { migrator.up(&mut conn, opts).await? } else { migrator.down(&mut conn, opts).await? };
+            let report = if args.command == "up" {
+                migrator.up(&mut conn, opts).await?
+            } else {
+                migrator.down(&mut conn, opts).await?
+            };
             let verb = match (args.command.as_str(), report.dry_run) {
                 ("up", false) => "applied",
                 ("up", true) => "would apply",
@@ -169,7 +183,8 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
             }
         }
         "force" => {
-            let version = args.positional.first().and_then(|v| v.parse().ok()).ok_or(MigrateError::UnknownVersion(0))?;
+            let version =
+                args.positional.first().and_then(|v| v.parse().ok()).ok_or(MigrateError::UnknownVersion(0))?;
             migrator.force(&mut conn, version, !args.pending).await?;
             println!("migration {version:04} marked {}", if args.pending { "pending" } else { "applied" });
             ExitCode::SUCCESS

@@ -41,11 +41,15 @@ impl Router {
     pub fn with_health(self, service: &'static str, probes: Vec<(&'static str, Probe)>) -> Self {
         let probes = Arc::new(probes);
         self.route(Method::GET, "/metrics", |_req| async {
-            let body = crate::metrics::render().map_err(|e| ApiError::internal(format!("cannot encode metrics: {e}")))?;
+            let body =
+                crate::metrics::render().map_err(|e| ApiError::internal(format!("cannot encode metrics: {e}")))?;
             Ok(with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body))
         })
         .route(Method::GET, "/healthz", move |_req| async move {
-            json(StatusCode::OK, &serde_json::json!({"status": "ok", "service": service, "runtime": crate::rt::RUNTIME}))
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok", "service": service, "runtime": crate::rt::RUNTIME}),
+            )
         })
         .route(Method::GET, "/readyz", move |_req| {
             let probes = probes.clone();

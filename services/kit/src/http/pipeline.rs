@@ -109,7 +109,9 @@ impl Server {
     async fn dispatch(&self, req: Request<Body>, head: &Head, peer: SocketAddr, span: &tracing::Span) -> Dispatched {
         let route = match self.router.find(&head.method, &head.path) {
             Found::Route(route) => route,
-            Found::WrongMethod(allowed) => return Dispatched::new("unmatched", Ok(wrong_method(&allowed)), BodyState::Unread),
+            Found::WrongMethod(allowed) => {
+                return Dispatched::new("unmatched", Ok(wrong_method(&allowed)), BodyState::Unread)
+            }
             Found::Nothing => {
                 let err = ApiError::not_found(format!("no route {} {}", head.method, head.path));
                 return Dispatched::new("unmatched", Err(err), BodyState::Unread);
@@ -128,7 +130,9 @@ impl Server {
         };
         let body = match read_body(body, &parts.headers, &self.config).await {
             Ok(body) => body,
-            Err(err) => return Dispatched { headers: rate_headers, ..Dispatched::new(route.path, Err(err), BodyState::Unread) },
+            Err(err) => {
+                return Dispatched { headers: rate_headers, ..Dispatched::new(route.path, Err(err), BodyState::Unread) }
+            }
         };
         if crate::metrics::enabled() {
             crate::metrics::http().request_size.with_label_values(&[route.path]).observe(body.len() as f64);
@@ -170,7 +174,14 @@ impl Server {
     /// kernel then resets it and the client loses the answer (seen under
     /// WasmEdge with 1,000 uploads at once), or daprd, proxying, reports its
     /// own 500 instead of our 429.
-    async fn refuse(&self, route: &Route, body: Body, headers: &HeaderMap, err: ApiError, answer_headers: HeaderMap) -> Dispatched {
+    async fn refuse(
+        &self,
+        route: &Route,
+        body: Body,
+        headers: &HeaderMap,
+        err: ApiError,
+        answer_headers: HeaderMap,
+    ) -> Dispatched {
         let drained = if discard_body(body, headers, &self.config).await { BodyState::Read } else { BodyState::Unread };
         Dispatched { headers: answer_headers, ..Dispatched::new(route.path, Err(err), drained) }
     }
@@ -179,7 +190,10 @@ impl Server {
         let timeout = self.config.request_timeout;
         match tokio::time::timeout(timeout, (route.handler)(req)).await {
             Ok(result) => result,
-            Err(_) => Err(ApiError::unavailable("timeout", format!("the request took longer than {} ms", timeout.as_millis()))),
+            Err(_) => Err(ApiError::unavailable(
+                "timeout",
+                format!("the request took longer than {} ms", timeout.as_millis()),
+            )),
         }
     }
 }

@@ -54,7 +54,11 @@ impl Server {
 
     /// Accepts connections until `shutdown` resolves, then stops accepting,
     /// lets in-flight requests finish within the grace period, and returns.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every connection task holds a sender; when all are dropped, all are done.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -85,12 +89,20 @@ impl Server {
         drop(done_tx);
         let grace = self.config.shutdown_grace;
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests still running after the grace period");
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "in-flight requests still running after the grace period"
+            );
         }
         Ok(())
     }
 
-    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let server = self.clone();
         let service = service_fn(move |req| {
             let server = server.clone();

@@ -1,14 +1,14 @@
 //! The request path in-process: `Server::handle` needs no socket.
 
 use super::*;
+use crate::config::ServerConfig;
 use http::header::{ACCEPT, ALLOW, CONNECTION, CONTENT_LENGTH, RETRY_AFTER};
 use http::{Method, StatusCode};
 use hyper::{Body, Request};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::config::ServerConfig;
-use std::collections::HashMap;
 
 fn server(router: Router, env: &[(&str, &str)]) -> Arc<Server> {
     let src: HashMap<&str, &str> = env.iter().copied().collect();
@@ -55,7 +55,10 @@ async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
     // Streamed with no Content-Length: counted as it arrives.
     let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("012345"), Ok("678901")];
     let r = s
-        .handle(Request::post("/echo").body(Body::wrap_stream(futures_util::stream::iter(chunks))).expect("req"), peer())
+        .handle(
+            Request::post("/echo").body(Body::wrap_stream(futures_util::stream::iter(chunks))).expect("req"),
+            peer(),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -85,12 +88,18 @@ async fn a_slow_handler_gets_503_with_retry_after() {
 async fn query_and_accept_helpers() {
     let router = Router::new().route(Method::GET, "/q", |req: Req| async move {
         let limit: Option<u32> = req.query_as("limit")?;
-        json(StatusCode::OK, &serde_json::json!({
-            "limit": limit, "name": req.query("name"), "json": req.accepts("application/json")
-        }))
+        json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "limit": limit, "name": req.query("name"), "json": req.accepts("application/json")
+            }),
+        )
     });
     let s = server(router, &[]);
-    let req = Request::get("/q?limit=5&name=a%20b").header(ACCEPT, "text/html, application/json;q=0.9").body(Body::empty()).expect("req");
+    let req = Request::get("/q?limit=5&name=a%20b")
+        .header(ACCEPT, "text/html, application/json;q=0.9")
+        .body(Body::empty())
+        .expect("req");
     let v = body_json(s.handle(req, peer()).await).await;
     assert_eq!(v, serde_json::json!({"limit": 5, "name": "a b", "json": true}));
     let r = s.handle(Request::get("/q?limit=x").body(Body::empty()).expect("req"), peer()).await;
@@ -101,7 +110,10 @@ async fn query_and_accept_helpers() {
 async fn readiness_names_the_failing_probe() {
     let router = Router::new().with_health(
         "svc",
-        vec![("sidecar", probe(|| async { Ok::<(), String>(()) })), ("database", probe(|| async { Err("refused".to_owned()) }))],
+        vec![
+            ("sidecar", probe(|| async { Ok::<(), String>(()) })),
+            ("database", probe(|| async { Err("refused".to_owned()) })),
+        ],
     );
     let s = server(router, &[]);
     let r = s.handle(Request::get("/healthz").body(Body::empty()).expect("req"), peer()).await;
@@ -179,7 +191,9 @@ async fn serve_stops_on_shutdown_and_lets_the_request_in_flight_finish() {
     let listener = bind(s.config()).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(s.serve(listener, async { let _ = stop_rx.await; }));
+    let serving = tokio::spawn(s.serve(listener, async {
+        let _ = stop_rx.await;
+    }));
     let client = hyper::Client::new();
     let request = tokio::spawn(client.get(format!("http://{addr}/slow").parse().expect("uri")));
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -113,11 +113,17 @@ impl RateLimitConfig {
         };
         let trusted_proxies = match src.get("RATE_LIMIT_TRUSTED_PROXIES") {
             None => Vec::new(),
-            Some(raw) => parse_cidrs(&raw).map_err(|reason| ConfigError::new("RATE_LIMIT_TRUSTED_PROXIES", raw, reason))?,
+            Some(raw) => {
+                parse_cidrs(&raw).map_err(|reason| ConfigError::new("RATE_LIMIT_TRUSTED_PROXIES", raw, reason))?
+            }
         };
         let guard_factor = config::var(src, "RATE_LIMIT_GUARD_FACTOR", 2.0f64)?;
         if !(1.0..=1000.0).contains(&guard_factor) {
-            return Err(ConfigError::new("RATE_LIMIT_GUARD_FACTOR", guard_factor.to_string(), "must be between 1 and 1000"));
+            return Err(ConfigError::new(
+                "RATE_LIMIT_GUARD_FACTOR",
+                guard_factor.to_string(),
+                "must be between 1 and 1000",
+            ));
         }
         Ok(Self {
             policies,
@@ -139,7 +145,8 @@ impl RateLimitConfig {
 fn parse_policies(raw: &str) -> Result<(Vec<Policy>, Vec<String>), String> {
     let (mut policies, mut exempt) = (Vec::new(), Vec::<String>::new());
     for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (route, limit) = item.split_once('=').ok_or_else(|| format!("{item:?}: expected route=burst/rate or route=off"))?;
+        let (route, limit) =
+            item.split_once('=').ok_or_else(|| format!("{item:?}: expected route=burst/rate or route=off"))?;
         let route = route.trim();
         if route != "*" && !route.starts_with('/') {
             return Err(format!("{item:?}: a route starts with / (or is * for every other route)"));
@@ -152,9 +159,11 @@ fn parse_policies(raw: &str) -> Result<(Vec<Policy>, Vec<String>), String> {
             exempt.push(route.to_owned());
             continue;
         }
-        let (burst, rate) = limit.split_once('/').ok_or_else(|| format!("{item:?}: expected burst/rate, e.g. 20/10"))?;
+        let (burst, rate) =
+            limit.split_once('/').ok_or_else(|| format!("{item:?}: expected burst/rate, e.g. 20/10"))?;
         let burst: u32 = burst.trim().parse().map_err(|_| format!("{item:?}: the burst must be a whole number"))?;
-        let rate: f64 = rate.trim().parse().map_err(|_| format!("{item:?}: the rate must be a number of requests per second"))?;
+        let rate: f64 =
+            rate.trim().parse().map_err(|_| format!("{item:?}: the rate must be a number of requests per second"))?;
         if !(1..=1_000_000).contains(&burst) {
             return Err(format!("{item:?}: the burst must be between 1 and 1000000"));
         }
@@ -231,11 +240,19 @@ impl RateLimiter {
             .map(|p| Limited {
                 policy: p.clone(),
                 guard: governor::RateLimiter::keyed(gcra_quota(p, config.guard_factor)),
-                fallback: governor::RateLimiter::keyed(gcra_quota(p, 1.0)).with_middleware::<StateInformationMiddleware>(),
+                fallback: governor::RateLimiter::keyed(gcra_quota(p, 1.0))
+                    .with_middleware::<StateInformationMiddleware>(),
             })
             .collect();
         metrics().touch(service, &config);
-        Some(Arc::new(Self { service: service.to_owned(), config, limited, store, outage: Mutex::new(None), checks: AtomicU64::new(0) }))
+        Some(Arc::new(Self {
+            service: service.to_owned(),
+            config,
+            limited,
+            store,
+            outage: Mutex::new(None),
+            checks: AtomicU64::new(0),
+        }))
     }
 
     /// The limiter over the Dapr state store of `dapr` (`STATE_STORE`), with
@@ -245,7 +262,8 @@ impl RateLimiter {
         let store = Arc::new(DaprStore::new(client, dapr.state_store.clone()));
         let limiter = Self::new(&dapr.app_id, config, store);
         if let Some(l) = &limiter {
-            let routes: Vec<String> = l.limited.iter().map(|p| format!("{}={}/{}", p.policy.route, p.policy.burst, p.policy.rate)).collect();
+            let routes: Vec<String> =
+                l.limited.iter().map(|p| format!("{}={}/{}", p.policy.route, p.policy.burst, p.policy.rate)).collect();
             tracing::info!(policies = %routes.join(","), fail_mode = l.config.fail_mode.name(), "rate limiting on");
         }
         Ok(limiter)
@@ -296,7 +314,12 @@ impl RateLimiter {
 
     /// Reads, takes a token, writes back against the ETag; on a conflict,
     /// again with what the winner stored.
-    async fn take_from_store(&self, policy: &Policy, key: &str, trace: &TraceContext) -> Result<bucket::Taken, Undecided> {
+    async fn take_from_store(
+        &self,
+        policy: &Policy,
+        key: &str,
+        trace: &TraceContext,
+    ) -> Result<bucket::Taken, Undecided> {
         // A conflict on a read is the store misbehaving: as good as away.
         let unavailable = Undecided::Unavailable;
         let mut attempt = 0;
@@ -331,7 +354,10 @@ impl RateLimiter {
         match mode {
             FailMode::Closed => {
                 self.count(policy, "fallback_refused");
-                let err = ApiError::unavailable("rate_limit_unavailable", "the rate limiter's state store is unreachable; retry shortly");
+                let err = ApiError::unavailable(
+                    "rate_limit_unavailable",
+                    "the rate limiter's state store is unreachable; retry shortly",
+                );
                 let mut headers = HeaderMap::new();
                 insert(&mut headers, RATELIMIT_POLICY, bucket::policy_header(policy));
                 Decision::Refuse(err, headers)
@@ -357,7 +383,10 @@ impl RateLimiter {
         let err = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("too many requests on {}: {} at once, then {} per second; retry in {retry} s", policy.route, policy.burst, policy.rate),
+            format!(
+                "too many requests on {}: {} at once, then {} per second; retry in {retry} s",
+                policy.route, policy.burst, policy.rate
+            ),
         )
         .with_retry_after(retry);
         Decision::Refuse(err, rate_headers(policy, &quota))
@@ -454,7 +483,8 @@ pub struct Metrics {
 }
 
 /// Every decision outcome, for the series to exist from start-up.
-const OUTCOMES: &[&str] = &["allowed", "limited", "shed", "contended", "fallback_allowed", "fallback_limited", "fallback_refused"];
+const OUTCOMES: &[&str] =
+    &["allowed", "limited", "shed", "contended", "fallback_allowed", "fallback_limited", "fallback_refused"];
 
 impl Metrics {
     /// Creates every series whose labels are known from the config at 0, so

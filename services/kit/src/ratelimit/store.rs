@@ -5,8 +5,8 @@
 
 use super::bucket::Bucket;
 use crate::dapr::{DaprClient, DaprError, SaveItem};
-use crate::BoxFuture;
 use crate::trace::TraceContext;
+use crate::BoxFuture;
 use std::time::Instant;
 
 /// A bucket as read, with the version to write it back against.
@@ -33,8 +33,14 @@ pub trait BucketStore: Send + Sync {
     fn load(&self, key: String, trace: TraceContext) -> BoxFuture<Result<Option<Versioned>, StoreError>>;
     /// Writes `bucket` only if the stored version is still `etag`, or, for
     /// `None`, only if there is no bucket yet. Expires after `ttl_secs`.
-    fn save(&self, key: String, bucket: Bucket, etag: Option<String>, ttl_secs: u64, trace: TraceContext)
-        -> BoxFuture<Result<(), StoreError>>;
+    fn save(
+        &self,
+        key: String,
+        bucket: Bucket,
+        etag: Option<String>,
+        ttl_secs: u64,
+        trace: TraceContext,
+    ) -> BoxFuture<Result<(), StoreError>>;
 }
 
 /// The ETag that means "only if absent" for Dapr's Redis state store
@@ -87,8 +93,14 @@ impl BucketStore for DaprStore {
         })
     }
 
-    fn save(&self, key: String, bucket: Bucket, etag: Option<String>, ttl_secs: u64, trace: TraceContext)
-        -> BoxFuture<Result<(), StoreError>> {
+    fn save(
+        &self,
+        key: String,
+        bucket: Bucket,
+        etag: Option<String>,
+        ttl_secs: u64,
+        trace: TraceContext,
+    ) -> BoxFuture<Result<(), StoreError>> {
         let (dapr, store) = (self.dapr.clone(), self.store.clone());
         Box::pin(async move {
             let value = serde_json::to_value(bucket).map_err(|e| StoreError::Unavailable(Box::new(e)))?;

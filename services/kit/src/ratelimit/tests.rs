@@ -1,6 +1,6 @@
 use super::*;
-use crate::http::{text, Router, Server};
 use crate::config::ServerConfig;
+use crate::http::{text, Router, Server};
 use http::Method;
 use hyper::{Body, Request};
 use std::collections::HashMap;
@@ -30,8 +30,14 @@ impl BucketStore for MemoryStore {
         Box::pin(async move { out })
     }
 
-    fn save(&self, key: String, bucket: Bucket, etag: Option<String>, ttl_secs: u64, _trace: TraceContext)
-        -> crate::BoxFuture<Result<(), StoreError>> {
+    fn save(
+        &self,
+        key: String,
+        bucket: Bucket,
+        etag: Option<String>,
+        ttl_secs: u64,
+        _trace: TraceContext,
+    ) -> crate::BoxFuture<Result<(), StoreError>> {
         let out = if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("down".into()))
         } else if self.conflicts.load(Ordering::SeqCst) > 0 {
@@ -66,7 +72,12 @@ const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
 /// The decision as the request path answers it: the headers of an allowed
 /// request, or the reply of a refused one.
-async fn check(l: &RateLimiter, route: &str, headers: &HeaderMap, peer: IpAddr) -> Result<HeaderMap, crate::http::Reply> {
+async fn check(
+    l: &RateLimiter,
+    route: &str,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<HeaderMap, crate::http::Reply> {
     match l.check(route, headers, peer).await {
         Decision::Allow(headers) => Ok(headers),
         Decision::Refuse(err, headers) => {
@@ -236,7 +247,8 @@ async fn a_refused_request_never_reaches_its_handler_and_allowed_answers_carry_h
     });
     let server_config = ServerConfig::from_source(&HashMap::<&str, &str>::new(), 0).expect("config");
     let store = Arc::new(MemoryStore::default());
-    let server = Server::with_limiter(router, server_config, Some(limiter(&[("RATE_LIMIT_POLICIES", "/work=2/0.01")], store)));
+    let server =
+        Server::with_limiter(router, server_config, Some(limiter(&[("RATE_LIMIT_POLICIES", "/work=2/0.01")], store)));
     let peer: SocketAddr = "192.0.2.1:5000".parse().expect("addr");
     let mut statuses = Vec::new();
     for _ in 0..4 {

@@ -60,7 +60,9 @@ where
         event.record(&mut Fields(&mut line));
         if let Some(span) = ctx.event_span(event) {
             line.insert("span".into(), Value::String(span.name().to_owned()));
-            let otel = tracing::dispatcher::get_default(|dispatch| tracing_opentelemetry::get_otel_context(&span.id(), dispatch));
+            let otel = tracing::dispatcher::get_default(|dispatch| {
+                tracing_opentelemetry::get_otel_context(&span.id(), dispatch)
+            });
             if let Some(cx) = otel {
                 let sc = cx.span().span_context().clone();
                 if sc.is_valid() {
@@ -82,13 +84,7 @@ fn rfc3339_now() -> String {
     let secs = now.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, now.subsec_millis())
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian

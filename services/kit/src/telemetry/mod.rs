@@ -18,9 +18,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::sync::OnceLock;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::{fmt, Layer};
 
 /// Telemetry settings, from the environment like everything else.
@@ -45,7 +45,11 @@ impl TelemetryConfig {
         let endpoint: String = config::var(src, "ZIPKIN_ENDPOINT", "http://127.0.0.1:9411/api/v2/spans".to_owned())?;
         let sampling_ratio: f64 = config::var(src, "TRACE_SAMPLING_RATIO", 1.0)?;
         if !(0.0..=1.0).contains(&sampling_ratio) {
-            return Err(ConfigError::new("TRACE_SAMPLING_RATIO", sampling_ratio.to_string(), "must be between 0 and 1"));
+            return Err(ConfigError::new(
+                "TRACE_SAMPLING_RATIO",
+                sampling_ratio.to_string(),
+                "must be between 0 and 1",
+            ));
         }
         let format: String = config::var(src, "LOG_FORMAT", "json".to_owned())?;
         let pretty_logs = match format.as_str() {

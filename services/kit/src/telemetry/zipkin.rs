@@ -197,7 +197,10 @@ pub fn to_zipkin(service: &str, span: SpanData) -> Value {
     // Tells the services' own spans from daprd's (same service name) at a glance.
     tags.insert("otel.scope.name".into(), Value::String(span.instrumentation_scope.name().to_owned()));
     if let Status::Error { description } = &span.status {
-        tags.insert("error".into(), Value::String(if description.is_empty() { "true".into() } else { description.to_string() }));
+        tags.insert(
+            "error".into(),
+            Value::String(if description.is_empty() { "true".into() } else { description.to_string() }),
+        );
     }
     let start = micros(span.start_time);
     let mut out = json!({
@@ -223,11 +226,8 @@ pub fn to_zipkin(service: &str, span: SpanData) -> Value {
     if let Some(kind) = kind {
         out["kind"] = Value::String(kind.into());
     }
-    let annotations: Vec<Value> = span
-        .events
-        .iter()
-        .map(|e| json!({"timestamp": micros(e.timestamp), "value": e.name}))
-        .collect();
+    let annotations: Vec<Value> =
+        span.events.iter().map(|e| json!({"timestamp": micros(e.timestamp), "value": e.name})).collect();
     if !annotations.is_empty() {
         out["annotations"] = Value::Array(annotations);
     }

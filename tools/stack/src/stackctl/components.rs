@@ -107,7 +107,11 @@ impl Layout {
     }
 
     pub fn ports(&self, service: Service) -> (u16, SidecarPorts) {
-        self.services.iter().find(|(s, _, _)| *s == service).map(|(_, a, d)| (*a, *d)).unwrap_or_else(|| (service.app_port(), service.sidecar_ports()))
+        self.services
+            .iter()
+            .find(|(s, _, _)| *s == service)
+            .map(|(_, a, d)| (*a, *d))
+            .unwrap_or_else(|| (service.app_port(), service.sidecar_ports()))
     }
 }
 
@@ -148,21 +152,75 @@ pub fn components(dir: &Path, layout: &Layout) -> Vec<Component> {
         json_log,
     };
     let mut all = vec![
-        one("redis", format!("redis://127.0.0.1:{}", layout.redis), Health::Tcp(layout.redis), Health::Tcp(layout.redis), 10, "redis/redis.log", false),
-        one("zipkin", format!("http://127.0.0.1:{}/zipkin/", layout.zipkin), http(layout.zipkin, "/health"), http(layout.zipkin, "/health"), 30, "zipkin/zipkin.log", false),
-        one("mariadb", format!("mysql://127.0.0.1:{}", layout.mariadb), Health::Tcp(layout.mariadb), Health::Tcp(layout.mariadb), 20, "mariadb/mariadb.log", false),
+        one(
+            "redis",
+            format!("redis://127.0.0.1:{}", layout.redis),
+            Health::Tcp(layout.redis),
+            Health::Tcp(layout.redis),
+            10,
+            "redis/redis.log",
+            false,
+        ),
+        one(
+            "zipkin",
+            format!("http://127.0.0.1:{}/zipkin/", layout.zipkin),
+            http(layout.zipkin, "/health"),
+            http(layout.zipkin, "/health"),
+            30,
+            "zipkin/zipkin.log",
+            false,
+        ),
+        one(
+            "mariadb",
+            format!("mysql://127.0.0.1:{}", layout.mariadb),
+            Health::Tcp(layout.mariadb),
+            Health::Tcp(layout.mariadb),
+            20,
+            "mariadb/mariadb.log",
+            false,
+        ),
     ];
     let mut services = layout.services.clone();
     services.sort_by_key(|(s, _, _)| *s);
     for (s, app, d) in services {
         let id = s.app_id();
-        all.push(one(&format!("daprd-{id}"), format!("http://127.0.0.1:{}", d.http), http(d.http, "/v1.0/healthz/outbound"),
-            http(d.http, "/v1.0/healthz"), 10, &format!("logs/daprd-{id}.log"), false));
-        all.push(one(id, format!("http://127.0.0.1:{app}"), http(app, "/healthz"), http(app, "/readyz"), 10, &format!("logs/{id}.log"), true));
+        all.push(one(
+            &format!("daprd-{id}"),
+            format!("http://127.0.0.1:{}", d.http),
+            http(d.http, "/v1.0/healthz/outbound"),
+            http(d.http, "/v1.0/healthz"),
+            10,
+            &format!("logs/daprd-{id}.log"),
+            false,
+        ));
+        all.push(one(
+            id,
+            format!("http://127.0.0.1:{app}"),
+            http(app, "/healthz"),
+            http(app, "/readyz"),
+            10,
+            &format!("logs/{id}.log"),
+            true,
+        ));
     }
-    all.push(one("prometheus", format!("http://127.0.0.1:{}/", layout.prometheus), http(layout.prometheus, "/-/healthy"),
-        http(layout.prometheus, "/-/ready"), 30, "prometheus/prometheus.log", false));
-    let mut nginx = one("nginx", format!("http://127.0.0.1:{}", layout.web), http(layout.web, "/"), http(layout.web, "/"), 10, "nginx/logs/nginx.log", false);
+    all.push(one(
+        "prometheus",
+        format!("http://127.0.0.1:{}/", layout.prometheus),
+        http(layout.prometheus, "/-/healthy"),
+        http(layout.prometheus, "/-/ready"),
+        30,
+        "prometheus/prometheus.log",
+        false,
+    ));
+    let mut nginx = one(
+        "nginx",
+        format!("http://127.0.0.1:{}", layout.web),
+        http(layout.web, "/"),
+        http(layout.web, "/"),
+        10,
+        "nginx/logs/nginx.log",
+        false,
+    );
     nginx.log_files.push(dir.join("nginx/logs/error.log"));
     all.push(nginx);
     all
@@ -210,7 +268,12 @@ impl StartLock {
     fn lock(dir: &Path, wait: bool) -> Result<Option<Self>, String> {
         let path = dir.join("run/start.lock");
         std::fs::create_dir_all(dir.join("run")).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let how = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
         // SAFETY: flock on a descriptor we own; with `wait`, blocks until the other holder is done.
         #[allow(unsafe_code)]

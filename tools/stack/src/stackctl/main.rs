@@ -94,7 +94,10 @@ async fn status(dir: &Path) -> bool {
     let runtime = std::fs::read_to_string(dir.join("runtime")).unwrap_or_else(|_| "native".into());
     let supervised = supervise::read_state(dir);
     let mut all_up = true;
-    println!("{:<28} {:<8} {:<9} {:<8} {:<8} {:<34} LAST EXIT", "COMPONENT", "PID", "STATE", "RUNTIME", "RESTARTS", "URL");
+    println!(
+        "{:<28} {:<8} {:<9} {:<8} {:<8} {:<34} LAST EXIT",
+        "COMPONENT", "PID", "STATE", "RUNTIME", "RESTARTS", "URL"
+    );
     let line = |name: &str, url: &str, pid: Option<u32>, healthy: bool, runtime: &str| {
         let (restarts, last_exit, gave_up) = supervised.get(name).cloned().unwrap_or((0, None, false));
         let state = match (pid, healthy) {
@@ -104,7 +107,10 @@ async fn status(dir: &Path) -> bool {
             _ => "running",
         };
         let pid = pid.map_or("-".into(), |p| p.to_string());
-        println!("{name:<28} {pid:<8} {state:<9} {runtime:<8} {restarts:<8} {url:<34} {}", last_exit.as_deref().unwrap_or("-"));
+        println!(
+            "{name:<28} {pid:<8} {state:<9} {runtime:<8} {restarts:<8} {url:<34} {}",
+            last_exit.as_deref().unwrap_or("-")
+        );
         state == "running"
     };
     for c in components(dir, &layout) {
@@ -135,7 +141,8 @@ async fn start_supervisor(dir: &Path, runtime: Runtime) -> Result<u32, String> {
     cmd.args(["supervise", "--start"]).env("STACK_DIR", dir).env("STACK_RUNTIME", runtime.name());
     let log = dir.join("logs/supervisor.log");
     let pid_file = pid_file(dir, "supervisor");
-    let mut proc = stack::process::Proc::spawn("supervisor", cmd, &log, Mode::Detached { pid_file }).map_err(|e| e.to_string())?;
+    let mut proc =
+        stack::process::Proc::spawn("supervisor", cmd, &log, Mode::Detached { pid_file }).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         if let Ok(result) = std::fs::read_to_string(&result_file) {
@@ -145,7 +152,11 @@ async fn start_supervisor(dir: &Path, runtime: Runtime) -> Result<u32, String> {
             };
         }
         if !proc.is_running() || Instant::now() > deadline {
-            return Err(format!("the supervisor did not start the stack\n--- {} ---\n{}", log.display(), stack::process::tail(&log, 25)));
+            return Err(format!(
+                "the supervisor did not start the stack\n--- {} ---\n{}",
+                log.display(),
+                stack::process::tail(&log, 25)
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -155,11 +166,16 @@ async fn start_supervisor(dir: &Path, runtime: Runtime) -> Result<u32, String> {
 /// what is healthy (same pid), and leaves the supervisor running.
 async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
     let running = std::fs::read_to_string(dir.join("runtime")).unwrap_or_default();
-    if !running.trim().is_empty() && running.trim() != runtime.name() && recorded(dir).iter().any(|(_, p)| live_pid(p).is_some()) {
+    if !running.trim().is_empty()
+        && running.trim() != runtime.name()
+        && recorded(dir).iter().any(|(_, p)| live_pid(p).is_some())
+    {
         println!("the stack runs under {}: stopping it to start it under {}", running.trim(), runtime.name());
         down(dir);
     }
-    runtime.check(&Service::ALL).map_err(|e| format!("{e}\n(for `make up`, the native binaries come from `cargo build --release --bins`)"))?;
+    runtime
+        .check(&Service::ALL)
+        .map_err(|e| format!("{e}\n(for `make up`, the native binaries come from `cargo build --release --bins`)"))?;
     let layout = Layout::load_or_create(dir, free_ports())?;
     let all = components(dir, &layout);
     let client = HttpClient::new(Duration::from_secs(2));
@@ -197,7 +213,8 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
         }
     };
     let after = pids(dir, &all);
-    let restarted: Vec<&str> = before.iter().zip(&after).filter(|(b, a)| b.1 != a.1).map(|(b, _)| b.0.as_str()).collect();
+    let restarted: Vec<&str> =
+        before.iter().zip(&after).filter(|(b, a)| b.1 != a.1).map(|(b, _)| b.0.as_str()).collect();
     start_grafana(dir, &layout)?;
     if restarted.is_empty() {
         println!("the stack is already up: nothing restarted");
@@ -207,7 +224,10 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
         println!("started what was down, in {:.1} s: {}", started.elapsed().as_secs_f64(), restarted.join(", "));
     }
     if let Some(pid) = supervisor {
-        println!("supervisor started (pid {pid}): restarts what exits or stops answering; log {}/logs/supervisor.log", dir.display());
+        println!(
+            "supervisor started (pid {pid}): restarts what exits or stops answering; log {}/logs/supervisor.log",
+            dir.display()
+        );
     }
     println!();
     status(dir).await;
@@ -232,9 +252,7 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
 /// `docker compose up` runs it); otherwise say so and go on.
 fn grafana_binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| [dir.join("grafana-server"), dir.join("grafana")])
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).flat_map(|dir| [dir.join("grafana-server"), dir.join("grafana")]).find(|p| p.is_file())
 }
 
 fn start_grafana(dir: &Path, layout: &Layout) -> Result<(), String> {
@@ -278,7 +296,9 @@ fn start_grafana(dir: &Path, layout: &Layout) -> Result<(), String> {
 fn daprd_args(dir: &Path, args: &[String]) -> ExitCode {
     let services: Vec<Service> = match args {
         [] => Service::ALL.to_vec(),
-        [id] if Service::ALL.iter().any(|s| s.app_id() == id) => Service::ALL.into_iter().filter(|s| s.app_id() == id).collect(),
+        [id] if Service::ALL.iter().any(|s| s.app_id() == id) => {
+            Service::ALL.into_iter().filter(|s| s.app_id() == id).collect()
+        }
         _ => {
             let ids: Vec<&str> = Service::ALL.iter().map(|s| s.app_id()).collect();
             eprintln!("usage: stackctl daprd-args [<app-id>]   (one of {})", ids.join(", "));

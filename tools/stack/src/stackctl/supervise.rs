@@ -122,7 +122,8 @@ async fn down_reason(dir: &Path, client: &HttpClient, c: &Component, w: &mut Wat
 /// what is down and writes the outcome to `run/start-result` (`stackctl up`
 /// waits for it).
 pub async fn run(dir: &Path, runtime: Runtime, start: bool) -> Result<(), String> {
-    let layout = Layout::read(dir).ok_or_else(|| format!("{}: no ports.json (run stackctl up first)", dir.display()))?;
+    let layout =
+        Layout::read(dir).ok_or_else(|| format!("{}: no ports.json (run stackctl up first)", dir.display()))?;
     if start {
         let started = match StartLock::take(dir) {
             Ok(_lock) => start_missing(dir, &layout, runtime).await,
@@ -164,12 +165,23 @@ pub async fn run(dir: &Path, runtime: Runtime, start: bool) -> Result<(), String
             if w.failures.len() > MAX_FAILURES {
                 w.gave_up = true;
                 w.due = None;
-                log(&format!("{} {reason}; {} failures in {} s: giving up on it", c.name, w.failures.len(), WINDOW.as_secs()));
+                log(&format!(
+                    "{} {reason}; {} failures in {} s: giving up on it",
+                    c.name,
+                    w.failures.len(),
+                    WINDOW.as_secs()
+                ));
                 continue;
             }
             let wait = backoff(w.failures.len());
             w.due = Some(Instant::now() + wait);
-            log(&format!("{} {}{reason}; restart {} in {:.1} s", c.name, pid.map_or(String::new(), |p| format!("(pid {p}) ")), w.failures.len(), wait.as_secs_f64()));
+            log(&format!(
+                "{} {}{reason}; restart {} in {:.1} s",
+                c.name,
+                pid.map_or(String::new(), |p| format!("(pid {p}) ")),
+                w.failures.len(),
+                wait.as_secs_f64()
+            ));
         }
         if let Some((names, started, handle)) = restart.take_if(|(_, _, h)| h.is_finished()) {
             let result = handle.await.unwrap_or_else(|e| Err(format!("the restart task failed: {e}")));
@@ -181,7 +193,11 @@ pub async fn run(dir: &Path, runtime: Runtime, start: bool) -> Result<(), String
                 match &result {
                     Ok(()) => {
                         w.restarts += 1;
-                        log(&format!("restarted {name} (pid {}) in {:.1} s", pid.map_or("-".into(), |p| p.to_string()), started.elapsed().as_secs_f64()));
+                        log(&format!(
+                            "restarted {name} (pid {}) in {:.1} s",
+                            pid.map_or("-".into(), |p| p.to_string()),
+                            started.elapsed().as_secs_f64()
+                        ));
                     }
                     // Counted as one more failure on the next tick (a pid
                     // that is not live, or no pid file).
@@ -191,7 +207,8 @@ pub async fn run(dir: &Path, runtime: Runtime, start: bool) -> Result<(), String
             changed = true;
         }
         let now = Instant::now();
-        let due: Vec<String> = watches.iter().filter(|(_, w)| w.due.is_some_and(|t| t <= now)).map(|(n, _)| n.clone()).collect();
+        let due: Vec<String> =
+            watches.iter().filter(|(_, w)| w.due.is_some_and(|t| t <= now)).map(|(n, _)| n.clone()).collect();
         if restart.is_none() && !due.is_empty() {
             for name in &due {
                 if let Some(w) = watches.get_mut(name) {
