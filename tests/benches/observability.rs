@@ -21,12 +21,9 @@
 #![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
 
 use stack::{HttpClient, Service, Stack, StackOptions};
+use stack_tests::bench::{self, env_usize};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
-}
 
 /// One request of the mix: (sidecar invoke URL, body or None for GET).
 type Request = (String, Option<Vec<u8>>);
@@ -90,7 +87,7 @@ impl Figures {
     fn percentile(&self, p: f64) -> Duration {
         let mut s = self.latencies.clone();
         s.sort();
-        s.get(((s.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+        bench::percentile(&s, p)
     }
     fn throughput(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -178,11 +175,5 @@ async fn run() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-observability: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit("bench-observability", run().await)
 }

@@ -48,8 +48,8 @@ pub enum MigrateError {
     Drift { version: u64, name: String, applied: String, on_disk: String },
     #[error("migration {version} is recorded as applied but has no file")]
     Missing { version: u64 },
-    #[error("migration {version} ({name}) failed at statement {statement}: {reason}; it is now marked dirty")]
-    Failed { version: u64, name: String, statement: usize, reason: String },
+    #[error("migration {version} ({name}) failed at statement {statement}: {source}; it is now marked dirty")]
+    Failed { version: u64, name: String, statement: usize, source: mysql_async::Error },
     #[error("migration {version} ({name}) has no down script")]
     NoDown { version: u64, name: String },
     #[error("no migration has version {0}")]
@@ -498,7 +498,7 @@ impl Migrator {
                 version: m.version,
                 name: m.name.clone(),
                 statement: i + 1,
-                reason: e.to_string(),
+                source: e,
             })?;
         }
         Ok(())
