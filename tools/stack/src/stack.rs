@@ -303,14 +303,21 @@ impl Launch {
     /// Starts `service` and its daprd, without waiting; `suffix` tells
     /// replicas' logs and pid files apart.
     fn service(&self, service: Service, suffix: &str, fixed_ports: bool) -> Result<RunningService, Error> {
-        let mut running = self.sidecar_for(service, suffix, fixed_ports)?;
+        let mut running = self.sidecar_for(service, suffix, fixed_ports, self.opts.runtime)?;
         running.launch()?;
         Ok(running)
     }
 
     /// Starts the daprd of one instance of `service` and settles its app's
-    /// port and environment; the app itself is not started.
-    fn sidecar_for(&self, service: Service, suffix: &str, fixed_ports: bool) -> Result<RunningService, Error> {
+    /// port and environment (paths as `runtime` sees them); the app itself
+    /// is not started.
+    fn sidecar_for(
+        &self,
+        service: Service,
+        suffix: &str,
+        fixed_ports: bool,
+        runtime: Runtime,
+    ) -> Result<RunningService, Error> {
         let opts = &self.opts;
         let logs = self.dir.join("logs");
         let given = opts.service_ports.iter().find(|(s, _, _)| *s == service && suffix.is_empty());
@@ -328,7 +335,7 @@ impl Launch {
             ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
             ("ZIPKIN_ENDPOINT".into(), self.spans_endpoint.clone()),
         ];
-        env.extend(service.env(opts.runtime));
+        env.extend(service.env(runtime));
         // A test's setting replaces the default of the same name rather than
         // following it (WasmEdge's --env does not promise the last wins).
         env.retain(|(name, _)| !opts.service_env.iter().any(|(n, _)| n == name));
@@ -354,7 +361,7 @@ impl Launch {
             app_port,
             sidecar,
             env,
-            runtime: opts.runtime,
+            runtime,
             mode: self.pid_mode(&name),
             log: logs.join(format!("{name}.log")),
             proc: None,
@@ -554,7 +561,8 @@ impl Stack {
     /// [`RunningService::wait_ready`] once the app runs.
     pub fn add_in_process(&mut self, service: Service) -> Result<&mut RunningService, Error> {
         let n = self.services.iter().filter(|s| s.service == service).count();
-        let mut instance = self.launch.sidecar_for(service, &format!("-in-process-{n}"), false)?;
+        // The test process is native, whatever runs the stack's own services.
+        let mut instance = self.launch.sidecar_for(service, &format!("-in-process-{n}"), false, Runtime::Native)?;
         instance.in_process = true;
         self.services.push(instance);
         let last = self.services.len() - 1;
