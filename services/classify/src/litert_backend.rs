@@ -132,13 +132,7 @@ impl LiteRtBackend {
         if self.io.input.element != Element::U8 || self.io.output.element != Element::U8 {
             return Err(ClassifyError::Inference("infer_raw takes a uint8 model".into()));
         }
-        if input.len() != self.io.input.len() {
-            return Err(ClassifyError::Inference(format!(
-                "the input has {} values, the model takes {}",
-                input.len(),
-                self.io.input.len()
-            )));
-        }
+        self.io.check_input_len(input.len())?;
         let mut interpreter = self.take()?;
         let answer = run(&mut interpreter, input);
         self.give_back(interpreter);
@@ -169,9 +163,7 @@ fn run(interpreter: &mut Interpreter, input: &[u8]) -> Result<Vec<u8>, ClassifyE
 
 impl InferenceBackend for LiteRtBackend {
     fn input_size(&self) -> (u32, u32) {
-        // Both fit in u32: checked by ModelIo::read.
-        let (h, w) = (self.io.input.shape[1], self.io.input.shape[2]);
-        (u32::try_from(w).unwrap_or(u32::MAX), u32::try_from(h).unwrap_or(u32::MAX))
+        self.io.input_size()
     }
 
     fn output_len(&self) -> usize {
@@ -179,13 +171,7 @@ impl InferenceBackend for LiteRtBackend {
     }
 
     fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
-        if input.len() != self.io.input.len() {
-            return Err(ClassifyError::Inference(format!(
-                "the input has {} values, the model takes {}",
-                input.len(),
-                self.io.input.len()
-            )));
-        }
+        self.io.check_input_len(input.len())?;
         // (q - 128) / 128 back to q, exactly (TensorInfo::encode).
         let raw = self.io.input.encode(input);
         let mut interpreter = self.take()?;

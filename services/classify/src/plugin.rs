@@ -209,6 +209,20 @@ impl ModelIo {
         }
         Ok(ModelIo { input, output })
     }
+
+    /// The input image's (width, height); both fit in u32 (checked by [`ModelIo::read`]).
+    pub fn input_size(&self) -> (u32, u32) {
+        let (h, w) = (self.input.shape[1], self.input.shape[2]);
+        (u32::try_from(w).unwrap_or(u32::MAX), u32::try_from(h).unwrap_or(u32::MAX))
+    }
+
+    /// Refuses an input tensor of any other length than the model's.
+    pub fn check_input_len(&self, len: usize) -> Result<(), ClassifyError> {
+        if len == self.input.len() {
+            return Ok(());
+        }
+        Err(ClassifyError::Inference(format!("the input has {len} values, the model takes {}", self.input.len())))
+    }
 }
 
 /// The model loaded into one plugin session, shared by all requests.
@@ -266,9 +280,7 @@ impl<H: TfliteHost> PluginBackend<H> {
 
 impl<H: TfliteHost> InferenceBackend for PluginBackend<H> {
     fn input_size(&self) -> (u32, u32) {
-        // Both fit in u32: checked by ModelIo::read.
-        let (h, w) = (self.io.input.shape[1], self.io.input.shape[2]);
-        (u32::try_from(w).unwrap_or(u32::MAX), u32::try_from(h).unwrap_or(u32::MAX))
+        self.io.input_size()
     }
 
     fn output_len(&self) -> usize {
@@ -276,13 +288,7 @@ impl<H: TfliteHost> InferenceBackend for PluginBackend<H> {
     }
 
     fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
-        if input.len() != self.io.input.len() {
-            return Err(ClassifyError::Inference(format!(
-                "input has {} values, the model takes {}",
-                input.len(),
-                self.io.input.len()
-            )));
-        }
+        self.io.check_input_len(input.len())?;
         let session =
             self.session.lock().map_err(|_| ClassifyError::Inference("the plugin session lock is poisoned".into()))?;
         Ok(self.run(*session, input)?)

@@ -9,8 +9,7 @@
 //! app twice in one process (tests) is safe.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, TextEncoder,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -73,11 +72,6 @@ pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 /// A gauge of fractional values (seconds, ratios), by `labels`.
 pub fn float_gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     registered(GaugeVec::new(Opts::new(name, help), labels))
-}
-
-/// A gauge of one fractional value.
-pub fn float_gauge(name: &str, help: &str) -> Gauge {
-    registered(Gauge::new(name, help))
 }
 
 /// The RED metrics of the shared request path.

@@ -23,7 +23,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use operational::{is_operational, probe, Probe, ProbeError};
+pub use operational::{probe, Probe, ProbeError};
 pub use reply::{error_reply, json, text, with_body, HandlerResult, Reply};
 pub use request::{parse_json, Req};
 pub use router::Router;
