@@ -3,6 +3,7 @@
 use stack::stack::shared_mariadb;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 struct Db {
     url: String,
@@ -90,9 +91,9 @@ async fn up_status_down_and_to() {
     assert!(ok(db.migrate(&["up"])).contains("nothing to do"));
     assert!(ok(db.migrate(&["verify"])).contains("ok: 3 migrations"));
 
-    let reverted = ok(db.migrate(&["down"]));
+    let reverted = ok(db.migrate(&["down", "--yes"]));
     assert!(reverted.contains("reverted 0003_c") && !reverted.contains("0002"), "{reverted}");
-    ok(db.migrate(&["down", "--to", "0"]));
+    ok(db.migrate(&["down", "--to", "0", "--database", &db.name]));
     assert_eq!(db.tables().await, vec!["schema_migrations"]);
     assert_eq!(db.sql("SELECT COUNT(*) FROM schema_migrations").await.trim(), "0");
 }
@@ -119,7 +120,7 @@ async fn a_half_applied_migration_is_dirty_until_forced() {
     assert!(ok(db.migrate(&["status"])).lines().any(|l| l.starts_with("0002") && l.contains("DIRTY")));
     let refused = fails(db.migrate(&["up"]));
     assert!(refused.contains("is dirty"), "{refused}");
-    assert!(fails(db.migrate(&["down"])).contains("is dirty"));
+    assert!(fails(db.migrate(&["down", "--yes"])).contains("is dirty"));
 
     // The operator repairs by hand (drops the half-made table), fixes the
     // file, and marks the migration pending again.
@@ -159,6 +160,79 @@ async fn the_repository_migrations_apply_and_revert_cleanly() {
     let dir = crate::support::repo_path("migrations");
     ok(migrate_cmd(&db.url, &dir, &["up"]).output().expect("up"));
     assert!(db.tables().await.contains(&"image_evts".to_owned()));
-    ok(migrate_cmd(&db.url, &dir, &["down", "--to", "0"]).output().expect("down"));
+    ok(migrate_cmd(&db.url, &dir, &["down", "--to", "0", "--yes"]).output().expect("down"));
     assert_eq!(db.tables().await, vec!["schema_migrations"]);
+}
+
+#[tokio::test]
+async fn down_is_refused_unless_confirmed_with_yes_or_the_database_name() {
+    let db = Db::new(&[A, A_DOWN, B, B_DOWN]).await;
+    ok(db.migrate(&["up"]));
+    for args in [
+        &["down"][..],
+        &["down", "--to", "0"],
+        &["down", "--database", "not_this_one"],
+        &["down", "--yes", "--database", "x"],
+    ] {
+        let o = db.migrate(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", out(&o));
+        let said = out(&o);
+        assert!(said.contains("nothing reverted"), "{args:?}: {said}");
+        if args.len() == 1 {
+            assert!(said.contains("--yes") && said.contains(&format!("--database {}", db.name)), "{said}");
+        }
+    }
+    assert_eq!(db.tables().await, vec!["a", "b", "schema_migrations"], "nothing was reverted");
+    // A dry run reverts nothing and needs no confirmation.
+    assert!(ok(db.migrate(&["down", "--dry-run"])).contains("would revert 0002_b"));
+    assert!(ok(db.migrate(&["down", "--database", &db.name])).contains("reverted 0002_b"));
+    assert!(ok(db.migrate(&["down", "--yes"])).contains("reverted 0001_a"));
+    assert_eq!(db.tables().await, vec!["schema_migrations"]);
+}
+
+/// `GET /init` cancelled half-way (here by the request timeout, as a client
+/// going away would) leaves nothing dirty: the run goes on to its end.
+/// 0002's `ALTER TABLE` is held back by a table lock of another session
+/// until well after the request was answered 503.
+#[tokio::test]
+async fn an_init_cancelled_half_way_runs_to_its_end_and_leaves_nothing_dirty() {
+    use stack::{Service, StackOptions};
+    let stack =
+        crate::support::start_with(StackOptions::test(&[Service::Events]).with_env("REQUEST_TIMEOUT_MS", "1000")).await;
+    let url = stack.database_url.clone().expect("the events database");
+    let name = url.rsplit('/').next().expect("a database name").to_owned();
+    ok(migrate_cmd(&url, &crate::support::repo_path("migrations"), &["up", "--to", "1"]).output().expect("up --to 1"));
+    // Nothing of 0002 yet.
+
+    let mariadb = shared_mariadb().await.expect("mariadb");
+    let holder = mariadb.clone().lock_owned().await;
+    let lock = format!("USE `{name}`; LOCK TABLES image_evts READ; SELECT SLEEP(4); UNLOCK TABLES;");
+    let held = tokio::task::spawn_blocking(move || holder.root_sql(&lock));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let dir = crate::support::repo_path("migrations");
+    let r = stack.client.get(&stack.service(Service::Events).url("/init")).await.expect("init");
+    crate::support::assert_error(&r, 503, "timeout");
+    // Cancelled between 0002's dirty mark and its end.
+    let status = ok(migrate_cmd(&url, &dir, &["status"]).output().expect("status"));
+    assert!(status.lines().any(|l| l.starts_with("0002") && l.contains("DIRTY")), "{status}");
+    held.await.expect("join").expect("the lock session");
+
+    let sql = |q: &'static str| {
+        let (mariadb, name) = (mariadb.clone(), name.clone());
+        async move { mariadb.lock().await.root_sql(&format!("USE `{name}`; {q}")).expect("sql") }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = sql("SELECT version, dirty FROM schema_migrations ORDER BY version").await;
+        if rows.trim() == "1\t0\n2\t0" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "0002 not applied clean 15 s after the lock went: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(sql("SHOW COLUMNS FROM image_evts LIKE 'event_id'").await.contains("event_id"));
+    let again = stack.client.get(&stack.service(Service::Events).url("/init")).await.expect("init again");
+    assert_eq!(again.status.as_u16(), 200, "{}", again.text());
+    assert_eq!(again.json()["applied"], serde_json::json!([]), "{}", again.text());
 }

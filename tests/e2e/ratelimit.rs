@@ -263,3 +263,41 @@ async fn three_replicas_share_one_exact_bucket() {
         failed.len()
     );
 }
+
+/// One client identity: an image request through grayscale's sidecar with
+/// `X-Forwarded-For` from the trusted front is limited under the forwarded
+/// client's bucket and its last-seen entry is `client:<that ip>`, not the
+/// sidecar's address.
+#[tokio::test]
+async fn a_client_behind_the_trusted_front_is_one_identity_for_the_limit_and_the_last_seen_entry() {
+    let opts = StackOptions::test(&[Service::Events, APP])
+        .with_env("RATE_LIMIT_POLICIES", "/grayscale=2/0.01")
+        .with_env("RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1/32");
+    let stack = start_with(opts).await;
+    let init = stack.client.get(&stack.service(Service::Events).url("/init")).await.expect("init");
+    assert_eq!(init.status.as_u16(), 200, "{}", init.text());
+    let url = stack.service(APP).invoke_url("/grayscale");
+    let image = bytes::Bytes::from(crate::support::image("hot_dog.jpg"));
+    let xff = [("x-forwarded-for", "203.0.113.7")];
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = stack.client.request(Method::POST, &url, &xff, image.clone()).await.expect("grayscale");
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "the forwarded client's own burst of 2");
+    let last_seen = format!("{}||client:203.0.113.7", APP.app_id());
+    assert!(redis_exists(&stack, &last_seen), "{last_seen} recorded");
+    let stored = stack.redis.cli(&["HGET", &last_seen, "data"]).expect("HGET");
+    assert!(stored.contains("203.0.113.7"), "{stored}");
+    assert!(!redis_exists(&stack, &format!("{}||client:127.0.0.1", APP.app_id())), "not the sidecar's address");
+    assert!(redis_exists(&stack, &bucket_key("/grayscale", "203.0.113.7")), "limited under the same client");
+    assert!(!redis_exists(&stack, &bucket_key("/grayscale", "127.0.0.1")));
+    // The access log names the same client, with the peer beside it.
+    let log = std::fs::read_to_string(stack.service(APP).log()).expect("log");
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "request" && l["route"] == "/grayscale" && l["status"] == 200)
+        .unwrap_or_else(|| panic!("no access log line for /grayscale:\n{log}"));
+    assert_eq!((line["client"].as_str(), line["peer"].as_str()), (Some("203.0.113.7"), Some("127.0.0.1")), "{line}");
+}

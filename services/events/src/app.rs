@@ -14,6 +14,7 @@ use kit::trace::TraceContext;
 use kit::{ApiError, StartError};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tracing::Instrument;
 
 pub const APP_ID: &str = "events-service";
 
@@ -151,10 +152,18 @@ fn routes(state: Arc<State>) -> Router {
         )
 }
 
-/// Applies pending migrations, the same code as `migrate up`.
+/// Applies pending migrations, the same code as `migrate up`, in a task of
+/// its own: a request cancelled half-way (the client gone, the request
+/// timeout) drops its handler, and a run dropped between a migration's
+/// dirty mark and its end would leave the schema dirty until an operator
+/// repaired it by hand. The task runs to its end whoever still waits.
 async fn init(state: Arc<State>) -> http::HandlerResult {
-    let mut conn = state.store.conn().await?;
-    let report = state.migrator.up(&mut conn, RunOptions::default()).await.map_err(migrate_error)?;
+    let run = async move {
+        let mut conn = state.store.conn().await?;
+        state.migrator.up(&mut conn, RunOptions::default()).await.map_err(migrate_error)
+    };
+    let report =
+        kit::tokio::spawn(run.instrument(tracing::Span::current())).await.map_err(ApiError::internal_error)??;
     let applied: Vec<_> = report.steps.iter().map(|(v, name, _)| format!("{v:04}_{name}")).collect();
     http::json(StatusCode::OK, &serde_json::json!({ "status": true, "applied": applied }))
 }
@@ -163,11 +172,17 @@ fn migrate_error(e: migrate::MigrateError) -> ApiError {
     use migrate::MigrateError as M;
     match e {
         M::Db(db) => crate::store::classify(db).into(),
-        M::Locked(_) => ApiError::unavailable("migration_locked", e.to_string()),
-        M::Dirty { .. } | M::Drift { .. } | M::Missing { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "migration_conflict", e.to_string())
+        M::Locked(_) => {
+            ApiError::unavailable("migration_locked", "another migration run holds the lock; retry shortly")
+                .with_detail(e)
         }
-        _ => ApiError::internal(e.to_string()),
+        M::Dirty { .. } | M::Drift { .. } | M::Missing { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "migration_conflict",
+            "the recorded migrations need an operator (dirty, edited or missing): see `migrate status`",
+        )
+        .with_detail(e),
+        _ => ApiError::internal_error(e),
     }
 }
 

@@ -97,18 +97,28 @@ pub enum StoreError {
     Duplicate,
 }
 
+/// A fixed answer per code; the driver's text (and the server it names)
+/// goes to the log only.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) | StoreError::Timeout(_) => {
-                ApiError::unavailable("database_unavailable", e.to_string())
+                ApiError::unavailable("database_unavailable", "the events database is unavailable; retry shortly")
             }
-            StoreError::NotMigrated => ApiError::unavailable("schema_not_migrated", e.to_string()),
-            StoreError::Query(_) | StoreError::Settings(_) | StoreError::Duplicate => ApiError::internal(e.to_string()),
-            StoreError::IdConflict(_) => {
-                ApiError::new(kit::hyper::StatusCode::CONFLICT, "event_id_conflict", e.to_string())
+            StoreError::NotMigrated => ApiError::unavailable(
+                "schema_not_migrated",
+                "the events table does not exist yet: call GET /init (or run `migrate up`)",
+            ),
+            StoreError::Query(_) | StoreError::Settings(_) | StoreError::Duplicate => {
+                ApiError::internal(kit::error::INTERNAL_MESSAGE)
             }
+            StoreError::IdConflict(_) => ApiError::new(
+                kit::hyper::StatusCode::CONFLICT,
+                "event_id_conflict",
+                "this event_id is already stored with different content",
+            ),
         }
+        .with_detail(e)
     }
 }
 
@@ -360,6 +370,27 @@ impl EventStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_never_carries_the_driver_text() {
+        let driver = mysql_async::Error::Driver(mysql_async::DriverError::CantParseServerVersion {
+            version_string: "mysql://events:pw_4f2a@db.internal:3306".into(),
+        });
+        for (e, status, code) in [
+            (StoreError::Unavailable(driver), 503, "database_unavailable"),
+            (StoreError::Settings("DB_URL mysql://events:pw_4f2a@db.internal:3306 is bad".into()), 500, "internal"),
+            (StoreError::Timeout(Duration::from_millis(4321)), 503, "database_unavailable"),
+        ] {
+            let internal = e.to_string();
+            let answer = ApiError::from(e);
+            assert_eq!((answer.status.as_u16(), answer.code), (status, code));
+            let body = answer.body_json();
+            for secret in ["pw_4f2a", "db.internal", "3306", "4321"] {
+                assert!(!body.contains(secret), "{body}");
+            }
+            assert_eq!(answer.detail.as_deref(), Some(internal.as_str()), "the detail goes to the log");
+        }
+    }
 
     fn event(ts: i64, op: &str, size: u64) -> NewEvent {
         NewEvent { event_id: None, event_ts: ts, op_type: op.into(), input_size: size }

@@ -87,7 +87,7 @@ impl From<GrayscaleError> for ApiError {
         match e {
             // Keeps kit's statuses: 400 empty/invalid, 413 too large, 415 format.
             GrayscaleError::Image(e) => e.into(),
-            GrayscaleError::Encode(_) => ApiError::internal(e.to_string()),
+            GrayscaleError::Encode(_) => ApiError::internal_error(e),
         }
     }
 }

@@ -137,6 +137,10 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// On SIGTERM, in-flight requests get this long to finish (`SHUTDOWN_GRACE_MS`).
     pub shutdown_grace: Duration,
+    /// Whom a request is accounted to: the peer, or what a trusted proxy
+    /// forwarded. Read whether or not rate limiting is on: the last-seen
+    /// entry and the access log name the same client as the limiter.
+    pub clients: crate::ratelimit::ClientConfig,
 }
 
 impl ServerConfig {
@@ -150,6 +154,7 @@ impl ServerConfig {
             request_timeout: millis(src, "REQUEST_TIMEOUT_MS", Duration::from_secs(30))?,
             max_in_flight: var_in(src, "MAX_IN_FLIGHT", 64usize, 1..=100_000)?,
             shutdown_grace: millis(src, "SHUTDOWN_GRACE_MS", Duration::from_secs(10))?,
+            clients: crate::ratelimit::ClientConfig::from_source(src)?,
         })
     }
 }

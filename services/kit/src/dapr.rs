@@ -139,14 +139,18 @@ impl DaprError {
     }
 }
 
+/// A fixed answer per code; the sidecar's URL and what it said go to the
+/// log only.
 impl From<DaprError> for crate::ApiError {
     fn from(e: DaprError) -> Self {
         match e {
-            DaprError::Unreachable { .. } | DaprError::Timeout { .. } => {
-                crate::ApiError::unavailable("dependency_unavailable", e.to_string())
-            }
-            _ => crate::ApiError::bad_gateway("dependency_failed", e.to_string()),
+            DaprError::Unreachable { .. } | DaprError::Timeout { .. } => crate::ApiError::unavailable(
+                "dependency_unavailable",
+                "a service this request needs is unavailable; retry shortly",
+            ),
+            _ => crate::ApiError::bad_gateway("dependency_failed", "a service this request needs failed"),
         }
+        .with_detail(e)
     }
 }
 

@@ -3,6 +3,11 @@
 //! Handlers return `Result<Response, ApiError>`; the server turns an
 //! `ApiError` into `{"error": {"code", "message"}}` with its status. Domain
 //! crates keep their own error enums and convert into this one at the edge.
+//!
+//! What the client reads is fixed per error code: an internal error's own
+//! text (a sidecar URL, a driver's message, a dependency's answer) goes in
+//! [`ApiError::detail`], which the server logs with the request's trace id
+//! and never sends.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -16,7 +21,14 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429 and 503 answers.
     pub retry_after: Option<u64>,
+    /// What went wrong inside, for the log (with the trace id), never for
+    /// the answer.
+    pub detail: Option<String>,
 }
+
+/// The message of every `internal` answer whose cause is only logged.
+pub const INTERNAL_MESSAGE: &str =
+    "the service failed on its side; the log has the details under this request's trace id";
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -31,7 +43,7 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), retry_after: None, detail: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -62,8 +74,20 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// A failure on our side whose cause is for the log only: the client
+    /// reads a fixed message.
+    pub fn internal_error(cause: impl fmt::Display) -> Self {
+        Self::internal(INTERNAL_MESSAGE).with_detail(cause)
+    }
+
     pub fn bad_gateway(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, code, message)
+    }
+
+    /// Keeps `cause` for the log; the answer's message stays as it is.
+    pub fn with_detail(mut self, cause: impl fmt::Display) -> Self {
+        self.detail = Some(cause.to_string());
+        self
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -97,5 +121,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&e.body_json()).expect("json");
         assert_eq!(v["error"]["code"], "invalid_json");
         assert_eq!(v["error"]["message"], "expected \"value\"");
+    }
+
+    #[test]
+    fn the_detail_is_kept_out_of_the_body() {
+        let e = ApiError::internal_error("mysql://events:hunter2@10.0.0.5:3306/events: Access denied");
+        assert_eq!(e.detail.as_deref(), Some("mysql://events:hunter2@10.0.0.5:3306/events: Access denied"));
+        let body = e.body_json();
+        assert!(!body.contains("hunter2") && !body.contains("10.0.0.5"), "{body}");
+        assert!(body.contains(INTERNAL_MESSAGE), "{body}");
+        assert!(!e.to_string().contains("hunter2"), "Display is the answer's, not the detail's");
     }
 }

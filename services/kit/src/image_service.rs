@@ -30,6 +30,10 @@ pub struct ImageServiceConfig {
     pub spool_max_per_slot: usize,
     /// How often spooled events are offered to events-service again (`EVENT_SPOOL_DRAIN_MS`).
     pub spool_drain_interval: std::time::Duration,
+    /// With nothing known to be pending, how often the spool is looked at
+    /// anyway (`EVENT_SPOOL_IDLE_CHECK_MS`): another replica, since gone, or
+    /// a writer of the state store, may have left entries in it.
+    pub spool_idle_check: std::time::Duration,
     /// Per-client rate limits (`RATE_LIMIT_*`).
     pub rate_limit: RateLimitConfig,
 }
@@ -52,6 +56,7 @@ impl ImageServiceConfig {
             spool_slots: config::var_in(src, "EVENT_SPOOL_SLOTS", 16u32, 1..=1024)?,
             spool_max_per_slot: config::var_in(src, "EVENT_SPOOL_MAX_PER_SLOT", 1000usize, 1..=100_000)?,
             spool_drain_interval: config::millis(src, "EVENT_SPOOL_DRAIN_MS", std::time::Duration::from_secs(2))?,
+            spool_idle_check: config::millis(src, "EVENT_SPOOL_IDLE_CHECK_MS", std::time::Duration::from_secs(30))?,
             rate_limit: RateLimitConfig::from_source(src)?,
         })
     }
@@ -71,23 +76,19 @@ pub async fn start(config: &ImageServiceConfig) -> Result<(TcpListener, Recorder
     if config.spool {
         let spool = Spool::new(dapr, config.dapr.state_store.clone(), config.spool_slots, config.spool_max_per_slot);
         recorder = recorder.with_spool(spool);
-        drain_spool(recorder.clone(), config.spool_drain_interval);
+        drain_spool(recorder.clone(), config.spool_drain_interval, config.spool_idle_check);
     }
     Ok((listener, recorder))
 }
 
-/// While idle, how often the spool is looked at anyway: another replica,
-/// since gone, may have left events in it.
-const SPOOL_IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Offers spooled events to events-service every `interval` while there are
-/// some (every 30 s otherwise), for as long as the service runs. Failures
-/// are logged once per outage.
-fn drain_spool(recorder: Recorder, interval: std::time::Duration) {
+/// some (every `idle_check` otherwise), for as long as the service runs.
+/// Failures are logged once per outage.
+fn drain_spool(recorder: Recorder, interval: std::time::Duration, idle_check: std::time::Duration) {
     tokio::spawn(async move {
         let Some(spool) = recorder.spool().cloned() else { return };
         let mut failing = false;
-        let mut idle = SPOOL_IDLE_CHECK;
+        let mut idle = idle_check;
         loop {
             tokio::time::sleep(interval).await;
             if !spool.pending() && !failing {
@@ -96,16 +97,17 @@ fn drain_spool(recorder: Recorder, interval: std::time::Duration) {
                     continue;
                 }
             }
-            idle = SPOOL_IDLE_CHECK;
+            idle = idle_check;
             let deliver = |body| {
                 let recorder = recorder.clone();
                 async move { recorder.deliver(&crate::trace::TraceContext::default(), &body).await }
             };
             match spool.drain(deliver).await {
                 Ok(drained) => {
-                    if drained.delivered > 0 {
+                    if drained.delivered > 0 || drained.dead_lettered > 0 {
                         tracing::info!(
                             delivered = drained.delivered,
+                            dead_lettered = drained.dead_lettered,
                             waiting = drained.waiting,
                             "spooled events delivered"
                         );

@@ -52,7 +52,10 @@ impl From<ImageError> for ApiError {
             ImageError::TooLarge { .. } | ImageError::DeclaredTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large")
             }
-            ImageError::Corrupt(_) => (StatusCode::BAD_REQUEST, "invalid_image"),
+            // The decoder's own words are for the log.
+            ImageError::Corrupt(_) => {
+                return ApiError::bad_request("invalid_image", "the image could not be decoded").with_detail(e)
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

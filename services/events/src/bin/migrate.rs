@@ -9,7 +9,10 @@ const USAGE: &str = "\
 usage: migrate [--database-url URL] [--dir DIR] [--lock-timeout SECS] COMMAND
 commands:
   up [--to VERSION] [--dry-run]     apply pending migrations (up to VERSION)
-  down [--to VERSION] [--dry-run]   revert the latest migration (or all above VERSION)
+  down [--to VERSION] [--dry-run] (--yes | --database NAME)
+                                    revert the latest migration (or all above VERSION);
+                                    it drops what they created, so it asks for --yes or
+                                    the name of the URL's database (not with --dry-run)
   status                            print every migration and its state
   verify                            exit 1 if any migration is dirty, drifted or missing
   new NAME                          create the next NNNN_NAME.up.sql / .down.sql pair
@@ -28,6 +31,10 @@ struct Args {
     to: Option<u64>,
     dry_run: bool,
     pending: bool,
+    /// `--yes`: `down` confirmed.
+    yes: bool,
+    /// `--database NAME`: `down` confirmed by naming the URL's database.
+    database: Option<String>,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -40,6 +47,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         to: None,
         dry_run: false,
         pending: false,
+        yes: false,
+        database: None,
     };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -53,6 +62,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--to" => a.to = Some(value("--to")?.parse().map_err(|_| "--to takes a version number")?),
             "--dry-run" => a.dry_run = true,
             "--pending" => a.pending = true,
+            "--yes" => a.yes = true,
+            "--database" => a.database = Some(value("--database")?),
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if a.command.is_empty() => a.command = s.to_owned(),
@@ -75,6 +86,24 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     Ok(a)
+}
+
+/// `down` drops tables and their rows: it runs only when confirmed, by
+/// `--yes` or by `--database` naming the database the URL points at (so a
+/// URL meant for another database is caught). Refused before connecting.
+fn confirm_down(yes: bool, named: Option<&str>, url_database: Option<&str>) -> Result<(), String> {
+    let target = url_database.unwrap_or("(none in the URL)");
+    match named {
+        Some(name) if Some(name) == url_database => Ok(()),
+        Some(name) => {
+            Err(format!("--database {name} does not name the database the URL points at ({target}); nothing reverted"))
+        }
+        None if yes => Ok(()),
+        None => Err(format!(
+            "down reverts migrations and drops what they created, rows included, in database {target}: \
+             confirm with --yes or --database {target} (or look first with --dry-run); nothing reverted"
+        )),
+    }
 }
 
 /// The secret `name` in a Dapr local-file secret store's JSON, nested with
@@ -134,10 +163,15 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
         eprintln!("migrate: give --database-url or set DATABASE_URL");
         return Ok(ExitCode::from(2));
     };
-    let pool = mysql_async::Pool::new(
-        mysql_async::Opts::from_url(url)
-            .map_err(|e| MigrateError::BadFile { file: "--database-url".into(), reason: e.to_string() })?,
-    );
+    let opts = mysql_async::Opts::from_url(url)
+        .map_err(|e| MigrateError::BadFile { file: "--database-url".into(), reason: e.to_string() })?;
+    if args.command == "down" && !args.dry_run {
+        if let Err(refusal) = confirm_down(args.yes, args.database.as_deref(), opts.db_name()) {
+            eprintln!("migrate: {refusal}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let pool = mysql_async::Pool::new(opts);
     let mut conn = pool.get_conn().await?;
     let migrator = Migrator::new(migrations).with_lock_timeout(args.lock_timeout);
     let opts = RunOptions { to: args.to, dry_run: args.dry_run };
@@ -201,7 +235,18 @@ async fn run(args: Args) -> Result<ExitCode, MigrateError> {
 
 #[cfg(test)]
 mod tests {
-    use super::secret_from_json;
+    use super::{confirm_down, secret_from_json};
+
+    #[test]
+    fn down_needs_yes_or_the_database_name() {
+        let refused = confirm_down(false, None, Some("events")).expect_err("unconfirmed");
+        assert!(refused.contains("--yes") && refused.contains("--database events"), "{refused}");
+        assert!(confirm_down(true, None, Some("events")).is_ok());
+        assert!(confirm_down(false, Some("events"), Some("events")).is_ok());
+        let wrong = confirm_down(true, Some("other"), Some("events")).expect_err("another database");
+        assert!(wrong.contains("does not name"), "{wrong}");
+        assert!(confirm_down(false, Some("events"), None).is_err(), "a URL without a database");
+    }
 
     #[test]
     fn reads_a_nested_secret_as_the_secret_store_does() {

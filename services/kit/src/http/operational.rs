@@ -41,8 +41,8 @@ impl Router {
     pub fn with_health(self, service: &'static str, probes: Vec<(&'static str, Probe)>) -> Self {
         let probes = Arc::new(probes);
         self.route(Method::GET, "/metrics", |_req| async {
-            let body =
-                crate::metrics::render().map_err(|e| ApiError::internal(format!("cannot encode metrics: {e}")))?;
+            let body = crate::metrics::render()
+                .map_err(|e| ApiError::internal_error(format_args!("cannot encode metrics: {e}")))?;
             Ok(with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body))
         })
         .route(Method::GET, "/healthz", move |_req| async move {

@@ -1,5 +1,6 @@
 //! One request, start to finish, as named steps:
-//! [`Server::handle`] opens the server span, then
+//! [`Server::handle`] resolves the client ([`Server::resolve_client`]) and
+//! opens the server span, then
 //! 1. [`Server::dispatch`]: route, admit (in-flight permit), rate-limit,
 //!    read the body, run the handler with its deadline → [`Dispatched`];
 //! 2. [`answer`]: the outcome as a reply (errors as JSON), with the
@@ -22,7 +23,7 @@ use http::header::{HeaderMap, HeaderValue, ALLOW, CONNECTION};
 use http::Method;
 use hyper::body::HttpBody;
 use hyper::{Body, Request};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
@@ -34,6 +35,9 @@ struct Head {
     /// `/healthz`, `/readyz`, `/metrics`: no span, no permit, debug-level log.
     operational: bool,
     has_body: bool,
+    /// Whom the request is accounted to (the limiter's bucket, the
+    /// last-seen entry, the span's `client.address`, the access log).
+    client: IpAddr,
 }
 
 /// Whether a request's body was read to its end.
@@ -70,8 +74,9 @@ impl Server {
             path: path.to_owned(),
             operational: is_operational(path),
             has_body: !req.body().is_end_stream(),
+            client: self.resolve_client(&req, peer),
         };
-        let span = self.request_span(&req, &head, peer);
+        let span = self.request_span(&req, &head);
         let started = Instant::now();
         let in_flight = InFlight::start();
         let dispatched = self.dispatch(req, &head, peer, &span).instrument(span.clone()).await;
@@ -84,9 +89,15 @@ impl Server {
         reply
     }
 
+    /// The one client identity of the request: the peer, or what a trusted
+    /// proxy forwarded. Once, here, whether the limiter is on or not.
+    fn resolve_client(&self, req: &Request<Body>, peer: SocketAddr) -> IpAddr {
+        self.config.clients.resolve(peer.ip(), req.headers())
+    }
+
     /// Named by route template, never the raw path (spans group by name).
     /// Probes and scrapes get none: they would bury the real traces.
-    fn request_span(&self, req: &Request<Body>, head: &Head, peer: SocketAddr) -> tracing::Span {
+    fn request_span(&self, req: &Request<Body>, head: &Head) -> tracing::Span {
         if head.operational {
             return tracing::Span::none();
         }
@@ -100,7 +111,7 @@ impl Server {
             http.route = route,
             url.path = %head.path,
             http.response.status_code = tracing::field::Empty,
-            client.address = %peer.ip(),
+            client.address = %head.client,
         );
         crate::trace::continue_trace(&span, req.headers());
         span
@@ -124,7 +135,7 @@ impl Server {
         };
         // Decided before the body is read and the handler runs: a refused
         // request costs no body and records nothing.
-        let rate_headers = match self.rate_limit(route, &parts.headers, peer).await {
+        let rate_headers = match self.rate_limit(route, &parts.headers, head.client).await {
             Decision::Allow(headers) => headers,
             Decision::Refuse(err, headers) => return self.refuse(route, body, &parts.headers, err, headers).await,
         };
@@ -146,6 +157,7 @@ impl Server {
             headers: parts.headers,
             body,
             peer,
+            client: head.client,
             route: route.path,
         };
         let result = self.run_handler(route, req).await;
@@ -161,10 +173,10 @@ impl Server {
         self.in_flight.clone().try_acquire_owned().map(Some).map_err(|_| Shed)
     }
 
-    async fn rate_limit(&self, route: &Route, headers: &HeaderMap, peer: SocketAddr) -> Decision {
+    async fn rate_limit(&self, route: &Route, headers: &HeaderMap, client: IpAddr) -> Decision {
         match &self.limiter {
             None => Decision::Allow(HeaderMap::new()),
-            Some(limiter) => limiter.check(route.path, headers, peer.ip()).await,
+            Some(limiter) => limiter.check(route.path, headers, client).await,
         }
     }
 
@@ -215,8 +227,13 @@ fn answer(dispatched: Dispatched, head: &Head, span: &tracing::Span) -> Reply {
     let mut reply = match dispatched.result {
         Ok(reply) => reply,
         Err(err) => {
+            // In the request's span: the line carries its trace id, which
+            // the answer's `traceparent` gives the client to quote.
+            let detail = err.detail.as_deref().unwrap_or_default();
             if err.status.is_server_error() {
-                tracing::warn!(method = %head.method, route = dispatched.route, status = err.status.as_u16(), code = err.code, error = %err.message, "request failed");
+                tracing::warn!(method = %head.method, route = dispatched.route, status = err.status.as_u16(), code = err.code, error = %err.message, detail, "request failed");
+            } else if err.detail.is_some() {
+                tracing::info!(method = %head.method, route = dispatched.route, status = err.status.as_u16(), code = err.code, detail, "request refused");
             }
             error_reply(&err)
         }
@@ -269,7 +286,8 @@ fn log(head: &Head, route: &'static str, reply: &Reply, elapsed: Duration, peer:
         path = %head.path,
         status,
         duration_ms = elapsed.as_secs_f64() * 1e3,
-        client = %peer.ip(),
+        client = %head.client,
+        peer = %peer.ip(),
         "request"
     );
 }

@@ -12,7 +12,8 @@ pub type HandlerResult = Result<Reply, ApiError>;
 
 /// A JSON answer.
 pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> HandlerResult {
-    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))?;
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ApiError::internal_error(format_args!("cannot encode the answer: {e}")))?;
     Ok(with_body(status, "application/json", body))
 }
 

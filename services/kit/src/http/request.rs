@@ -16,6 +16,10 @@ pub struct Req {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub peer: SocketAddr,
+    /// The client it is accounted to, resolved once by the pipeline: the
+    /// peer, or what a trusted proxy forwarded (`RATE_LIMIT_TRUSTED_PROXIES`).
+    /// The limiter, the last-seen entry and the access log all use it.
+    pub client: IpAddr,
     /// The matched route template (never the raw path: safe as a label).
     pub route: &'static str,
     pub trace: TraceContext,
@@ -55,9 +59,9 @@ impl Req {
             .any(|item| item.split(';').next().map(str::trim) == Some(mime))
     }
 
-    /// The client this request is accounted to: the TCP peer.
+    /// The client this request is accounted to (see [`Req::client`]).
     pub fn client_ip(&self) -> IpAddr {
-        self.peer.ip()
+        self.client
     }
 }
 

@@ -203,3 +203,38 @@ async fn serve_stops_on_shutdown_and_lets_the_request_in_flight_finish() {
     serving.await.expect("join").expect("serve");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
 }
+
+#[tokio::test]
+async fn a_dependency_failure_answers_a_fixed_message_without_the_internal_text() {
+    use crate::dapr::{DaprError, DaprOp};
+    let router = Router::new()
+        .route(Method::GET, "/status", |_req: Req| async move {
+            let op = DaprOp::Invoke { app_id: "events-service".into(), method: "create_event".into() };
+            let said = "ERR_DIRECT_INVOKE: http://127.0.0.1:3507/v1.0/invoke: dial tcp 10.0.0.9:9007: refused".into();
+            Err(DaprError::Status { op, status: StatusCode::INTERNAL_SERVER_ERROR, message: said }.into())
+        })
+        .route(Method::GET, "/timeout", |_req: Req| async move {
+            let op = DaprOp::StateGet { store: "statestore-secret-name".into() };
+            Err(DaprError::Timeout { op, timeout: Duration::from_millis(1234) }.into())
+        })
+        .route(Method::GET, "/internal", |_req: Req| async move {
+            Err(crate::ApiError::internal_error("mysql://events:pw_123@db:3306/events: Access denied"))
+        });
+    let s = server(router, &[]);
+    for (path, status, code) in [
+        ("/status", 502, "dependency_failed"),
+        ("/timeout", 503, "dependency_unavailable"),
+        ("/internal", 500, "internal"),
+    ] {
+        let r = s.handle(Request::get(path).body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let body = body_json(r).await;
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        let text = body.to_string();
+        for internal in
+            ["127.0.0.1", "3507", "10.0.0.9", "ERR_", "statestore-secret-name", "1234", "pw_123", "mysql", "dapr"]
+        {
+            assert!(!text.contains(internal), "{path} leaks {internal:?}: {text}");
+        }
+    }
+}

@@ -48,6 +48,26 @@ impl Bucket {
         Self { tokens: f64::from(policy.burst), updated_ms: now_ms }
     }
 
+    /// A bucket as read from the state store, held to what this code could
+    /// have written there: anyone who reaches a sidecar's state API can
+    /// write the key, and a bucket with negative tokens (a client locked out
+    /// for as long as it refills), more than the burst (a client let
+    /// through unlimited) or an `updated_ms` in the future (refills that
+    /// never come) must not decide. Tokens outside `0..=burst` are clamped
+    /// (not a number: none); a time ahead of `now_ms` counts as `now_ms`.
+    /// A replica whose clock is behind the writer's then grants at most that
+    /// skew's worth of extra tokens, and never more than the burst.
+    pub fn clamped(self, policy: &Policy, now_ms: i64) -> Self {
+        let tokens = if self.tokens.is_nan() { 0.0 } else { self.tokens.clamp(0.0, f64::from(policy.burst)) };
+        Self { tokens, updated_ms: self.updated_ms.min(now_ms) }
+    }
+
+    /// Whether [`Bucket::clamped`] would change the tokens: a value this
+    /// code never writes.
+    pub fn tokens_out_of_range(&self, policy: &Policy) -> bool {
+        !(0.0..=f64::from(policy.burst)).contains(&self.tokens)
+    }
+
     /// The bucket at `now_ms`: refilled for the time passed, never above the
     /// burst. A clock that went backwards (another replica's clock slightly
     /// ahead) refills nothing rather than taking tokens away.
@@ -67,6 +87,11 @@ pub struct Taken {
     /// The bucket to store when allowed (unchanged state needs no write
     /// when refused: the refill is recomputed from `updated_ms`).
     pub bucket: Bucket,
+    /// Whether `bucket` must be written: a token was taken, or the stored
+    /// bucket was out of range and goes back clamped (else a bucket dated
+    /// in the future would refuse every request until the key expired, and
+    /// a key written by someone else may never expire).
+    pub store: bool,
     pub quota: Quota,
 }
 
@@ -83,11 +108,18 @@ pub struct Quota {
 }
 
 /// Takes one token from `stored` (or from a fresh bucket) at `now_ms`.
+/// A stored bucket is [clamped](Bucket::clamped) first: the store is not
+/// trusted.
 pub fn take(policy: &Policy, stored: Option<Bucket>, now_ms: i64) -> Taken {
-    let bucket = stored.unwrap_or_else(|| Bucket::full(policy, now_ms)).refilled(policy, now_ms);
+    let clamped = stored.map(|b| b.clamped(policy, now_ms));
+    // Not `!=` on the buckets: NaN tokens differ from themselves.
+    let repaired = stored
+        .zip(clamped)
+        .is_some_and(|(b, c)| b.tokens.to_bits() != c.tokens.to_bits() || b.updated_ms != c.updated_ms);
+    let bucket = clamped.unwrap_or_else(|| Bucket::full(policy, now_ms)).refilled(policy, now_ms);
     let allowed = bucket.tokens + EPSILON >= 1.0;
     let bucket = if allowed { Bucket { tokens: (bucket.tokens - 1.0).max(0.0), ..bucket } } else { bucket };
-    Taken { allowed, bucket, quota: quota_of(policy, bucket.tokens) }
+    Taken { allowed, bucket, store: allowed || repaired, quota: quota_of(policy, bucket.tokens) }
 }
 
 /// The quota a bucket holding `tokens` shows.
@@ -208,6 +240,40 @@ mod tests {
         let b = stored.refilled(&p, 9_000);
         assert_eq!(b, Bucket { tokens: 0.5, updated_ms: 10_000 });
         assert!(!take(&p, Some(stored), 9_000).allowed);
+    }
+
+    #[test]
+    fn a_stored_bucket_out_of_range_is_clamped() {
+        let p = policy(5, 1.0);
+        let now = 100_000;
+        // Negative: no lock-out past an empty bucket's refill.
+        let negative = Bucket { tokens: -1e9, updated_ms: now - 1_000 };
+        assert!(negative.tokens_out_of_range(&p));
+        assert_eq!(negative.clamped(&p, now), Bucket { tokens: 0.0, updated_ms: now - 1_000 });
+        let t = take(&p, Some(negative), now);
+        assert!(t.allowed && t.store, "1 s at 1/s after an empty bucket is one token");
+        assert_eq!(t.bucket, Bucket { tokens: 0.0, updated_ms: now });
+        // Above the burst: the burst, not a free pass.
+        let mut b = Some(Bucket { tokens: 1e12, updated_ms: now });
+        assert_eq!(run(&p, &mut b, now, 100), 5);
+        let nan = Bucket { tokens: f64::NAN, updated_ms: now };
+        assert_eq!(nan.clamped(&p, now).tokens, 0.0);
+        assert!(!take(&p, Some(nan), now).allowed);
+        // In the future: counted from now, and written back so, even when
+        // refused, so refills come again.
+        let future = Bucket { tokens: 0.0, updated_ms: i64::MAX };
+        let t = take(&p, Some(future), now);
+        assert!(!t.allowed && t.store, "{t:?}");
+        assert_eq!(t.bucket, Bucket { tokens: 0.0, updated_ms: now });
+        let mut b = Some(t.bucket);
+        assert_eq!(run(&p, &mut b, now + 2_000, 3), 2, "2 s at 1/s");
+        // A refusal of a bucket in range writes nothing.
+        let t = take(&p, b, now + 2_000);
+        assert!(!t.allowed && !t.store, "{t:?}");
+        // In range: unchanged.
+        let fine = Bucket { tokens: 2.5, updated_ms: now - 10 };
+        assert!(!fine.tokens_out_of_range(&p));
+        assert_eq!(fine.clamped(&p, now), fine);
     }
 
     #[test]

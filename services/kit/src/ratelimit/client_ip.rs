@@ -4,16 +4,65 @@
 //! address not trusted is the client. Entries left of it were written by
 //! whoever sent the request and are never believed, so a client cannot pick
 //! its own bucket.
+//!
+//! Resolved once per request, in the server's pipeline ([`ClientConfig`] is
+//! part of the server's settings), so the limiter's bucket, the last-seen
+//! entry and the access log name the same client, limiter on or off.
 
+use crate::config::{self, ConfigError, Source};
 use http::header::HeaderMap;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv6Addr};
 
+/// Which peers are believed about the client they forward
+/// (`RATE_LIMIT_TRUSTED_PROXIES`, `RATE_LIMIT_FORWARDED_HEADER`: the names
+/// are the limiter's, which read them first).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientConfig {
+    pub trusted_proxies: Vec<IpNet>,
+    pub forwarded_header: ForwardedHeader,
+}
+
+impl ClientConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let trusted_proxies = match src.get("RATE_LIMIT_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(raw) => {
+                parse_cidrs(&raw).map_err(|reason| ConfigError::new("RATE_LIMIT_TRUSTED_PROXIES", raw, reason))?
+            }
+        };
+        Ok(Self {
+            trusted_proxies,
+            forwarded_header: config::var(src, "RATE_LIMIT_FORWARDED_HEADER", ForwardedHeader::XForwardedFor)?,
+        })
+    }
+
+    /// The client of a request from `peer` with `headers`.
+    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        resolve(peer, headers, &self.trusted_proxies, self.forwarded_header)
+    }
+}
+
+/// `127.0.0.1/32, 10.0.0.0/8, ::1`: networks, a bare address being its own.
+fn parse_cidrs(raw: &str) -> Result<Vec<IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| format!("{item:?} is not an address or CIDR network"))
+        })
+        .collect()
+}
+
 /// Which header trusted proxies append the client to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2` (nginx's
     /// `$proxy_add_x_forwarded_for`; also what daprd appends).
+    #[default]
     XForwardedFor,
     /// RFC 7239 `Forwarded: for=client;by=…, for=proxy1`.
     Forwarded,
@@ -178,6 +227,27 @@ mod tests {
         // The other header is not read when this one is configured.
         let h = headers(&[("x-forwarded-for", "192.0.2.1")]);
         assert_eq!(resolve(ip("127.0.0.1"), &h, &trusted, fwd), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn settings_parse_and_bad_ones_name_the_variable() {
+        use std::collections::HashMap;
+        let c = ClientConfig::from_source(&HashMap::<&str, &str>::new()).expect("defaults");
+        assert_eq!(c, ClientConfig { trusted_proxies: Vec::new(), forwarded_header: XFF });
+        let src = HashMap::from([("RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1, 10.1.2.3/8, ::1")]);
+        let c = ClientConfig::from_source(&src).expect("config");
+        let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let h = headers(&[("x-forwarded-for", "203.0.113.7")]);
+        assert_eq!(c.resolve(ip("127.0.0.1"), &h), ip("203.0.113.7"));
+        for (name, value) in [
+            ("RATE_LIMIT_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("RATE_LIMIT_TRUSTED_PROXIES", "nginx"),
+            ("RATE_LIMIT_FORWARDED_HEADER", "x-real-ip"),
+        ] {
+            let err = ClientConfig::from_source(&HashMap::from([(name, value)])).expect_err(value);
+            assert_eq!(err.name, name, "{value}");
+        }
     }
 
     #[test]

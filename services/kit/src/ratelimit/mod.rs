@@ -3,8 +3,9 @@
 //! A request on a limited route is decided before its body is read and
 //! before its handler runs, so a refused request records nothing and invokes
 //! nothing:
-//! 1. the client is resolved ([`client_ip`]: the TCP peer, or what a trusted
-//!    proxy forwarded) and keyed (IPv6 per /64 by default);
+//! 1. the client, resolved by the server's pipeline ([`client_ip`]: the TCP
+//!    peer, or what a trusted proxy forwarded), is keyed (IPv6 per /64 by
+//!    default);
 //! 2. a local GCRA ([`governor`]), looser than the policy, sheds floods
 //!    before they cost a state round trip;
 //! 3. the bucket in the Dapr state store ([`store`]) decides: read with its
@@ -22,7 +23,7 @@ pub mod client_ip;
 pub mod store;
 
 pub use bucket::{Bucket, Policy, Quota};
-pub use client_ip::ForwardedHeader;
+pub use client_ip::{ClientConfig, ForwardedHeader};
 pub use store::{BucketStore, DaprStore, StoreError, Versioned};
 
 use crate::config::{self, ConfigError, DaprConfig, Source};
@@ -34,7 +35,6 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
-use ipnet::IpNet;
 use prometheus::{HistogramVec, IntCounterVec};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -92,8 +92,6 @@ pub struct RateLimitConfig {
     /// Routes listed as `route=off`: never limited, even under `*`.
     pub exempt: Vec<String>,
     pub fail_mode: FailMode,
-    pub trusted_proxies: Vec<IpNet>,
-    pub forwarded_header: ForwardedHeader,
     pub ipv6_prefix: u8,
     /// Re-reads after a 409 before the request is refused as contended.
     pub max_retries: u32,
@@ -111,12 +109,6 @@ impl RateLimitConfig {
             None => (Vec::new(), Vec::new()),
             Some(raw) => parse_policies(&raw).map_err(|reason| ConfigError::new("RATE_LIMIT_POLICIES", raw, reason))?,
         };
-        let trusted_proxies = match src.get("RATE_LIMIT_TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some(raw) => {
-                parse_cidrs(&raw).map_err(|reason| ConfigError::new("RATE_LIMIT_TRUSTED_PROXIES", raw, reason))?
-            }
-        };
         let guard_factor = config::var(src, "RATE_LIMIT_GUARD_FACTOR", 2.0f64)?;
         if !(1.0..=1000.0).contains(&guard_factor) {
             return Err(ConfigError::new(
@@ -129,8 +121,6 @@ impl RateLimitConfig {
             policies,
             exempt,
             fail_mode: config::var(src, "RATE_LIMIT_FAIL_MODE", FailMode::Open)?,
-            trusted_proxies,
-            forwarded_header: config::var(src, "RATE_LIMIT_FORWARDED_HEADER", ForwardedHeader::XForwardedFor)?,
             ipv6_prefix: config::var_in(src, "RATE_LIMIT_IPV6_PREFIX", 64u8, 1..=128)?,
             max_retries: config::var_in(src, "RATE_LIMIT_MAX_RETRIES", 10u32, 0..=100)?,
             state_timeout: config::millis(src, "RATE_LIMIT_STATE_TIMEOUT_MS", Duration::from_millis(500))?,
@@ -173,20 +163,6 @@ fn parse_policies(raw: &str) -> Result<(Vec<Policy>, Vec<String>), String> {
         policies.push(Policy { route: route.to_owned(), burst, rate });
     }
     Ok((policies, exempt))
-}
-
-/// `127.0.0.1/32, 10.0.0.0/8, ::1`: networks, a bare address being its own.
-fn parse_cidrs(raw: &str) -> Result<Vec<IpNet>, String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-        .map(|item| {
-            item.parse::<IpNet>()
-                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map(|net| net.trunc())
-                .map_err(|_| format!("{item:?} is not an address or CIDR network"))
-        })
-        .collect()
 }
 
 type Guard = governor::RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
@@ -277,12 +253,12 @@ impl RateLimiter {
         exact.or_else(|| self.limited.iter().find(|l| l.policy.route == "*"))
     }
 
-    /// Decides a request on `route` from `peer`.
-    pub async fn check(&self, route: &str, headers: &HeaderMap, peer: IpAddr) -> Decision {
+    /// Decides a request on `route` from `client` (resolved by the caller:
+    /// [`ClientConfig::resolve`]); `headers` carry the trace.
+    pub async fn check(&self, route: &str, headers: &HeaderMap, client: IpAddr) -> Decision {
         let Some(limited) = self.policy_for(route) else { return Decision::Allow(HeaderMap::new()) };
         let policy = &limited.policy;
         self.sweep();
-        let client = client_ip::resolve(peer, headers, &self.config.trusted_proxies, self.config.forwarded_header);
         let client_key = client_ip::bucket_key(client, self.config.ipv6_prefix);
 
         if limited.guard.check_key(&client_key).is_err() {
@@ -325,8 +301,18 @@ impl RateLimiter {
         let mut attempt = 0;
         loop {
             let stored = self.store.load(key.to_owned(), trace.clone()).await.map_err(unavailable)?;
-            let taken = bucket::take(policy, stored.as_ref().and_then(|v| v.bucket), crate::rt::now_ms());
-            if !taken.allowed {
+            let bucket = stored.as_ref().and_then(|v| v.bucket);
+            if bucket.is_some_and(|b| b.tokens_out_of_range(policy)) {
+                // Never written by this code: someone wrote the state store.
+                tracing::warn!(
+                    key,
+                    tokens = bucket.map(|b| b.tokens),
+                    burst = policy.burst,
+                    "rate-limit bucket out of range in the state store; clamped"
+                );
+            }
+            let taken = bucket::take(policy, bucket, crate::rt::now_ms());
+            if !taken.store {
                 // Nothing changed that the next reader could not recompute.
                 return Ok(taken);
             }

@@ -108,7 +108,6 @@ fn policies_parse_with_defaults() {
     );
     assert_eq!(c.exempt, vec!["/metrics".to_owned()]);
     assert_eq!((c.fail_mode, c.ipv6_prefix, c.max_retries), (FailMode::Open, 64, 10));
-    assert!(c.trusted_proxies.is_empty());
     assert!(config(&[]).policies.is_empty());
 }
 
@@ -121,20 +120,14 @@ fn bad_settings_name_the_variable() {
         ("RATE_LIMIT_POLICIES", "/a=1/0"),
         ("RATE_LIMIT_POLICIES", "/a=1/x"),
         ("RATE_LIMIT_POLICIES", "/a=1/1,/a=off"),
-        ("RATE_LIMIT_TRUSTED_PROXIES", "10.0.0.0/33"),
-        ("RATE_LIMIT_TRUSTED_PROXIES", "nginx"),
         ("RATE_LIMIT_FAIL_MODE", "maybe"),
         ("RATE_LIMIT_IPV6_PREFIX", "129"),
         ("RATE_LIMIT_GUARD_FACTOR", "0.5"),
-        ("RATE_LIMIT_FORWARDED_HEADER", "x-real-ip"),
     ] {
         let src = HashMap::from([(name, value)]);
         let err = RateLimitConfig::from_source(&src).expect_err(value);
         assert_eq!(err.name, name, "{value}");
     }
-    let c = config(&[("RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1, 10.1.2.3/8, ::1")]);
-    let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
-    assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
 }
 
 #[tokio::test]
@@ -174,16 +167,77 @@ async fn clients_routes_and_exemptions_are_separate() {
     assert_eq!(admitted(&l, "/a", &h, a, 1).await + admitted(&l, "/a", &h, b, 5).await, 2);
 }
 
+/// A server over `store` whose one route answers the client it saw.
+fn client_echo_server(pairs: &[(&str, &str)], store: Option<Arc<MemoryStore>>) -> Arc<Server> {
+    let router = Router::new().route(Method::POST, "/a", |req: crate::http::Req| async move {
+        Ok(text(StatusCode::OK, req.client_ip().to_string()))
+    });
+    let src: HashMap<&str, &str> = pairs.iter().copied().collect();
+    let server_config = ServerConfig::from_source(&src, 0).expect("config");
+    Server::with_limiter(router, server_config, store.map(|store| limiter(pairs, store)))
+}
+
+async fn post_from(server: &Server, peer: &str, forwarded: Option<&'static str>) -> (u16, String) {
+    let mut req = Request::post("/a");
+    if let Some(xff) = forwarded {
+        req = req.header("x-forwarded-for", xff);
+    }
+    let r = server.handle(req.body(Body::empty()).expect("req"), format!("{peer}:5000").parse().expect("addr")).await;
+    let status = r.status().as_u16();
+    let body = hyper::body::to_bytes(r.into_body()).await.expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 #[tokio::test]
 async fn a_forwarded_client_counts_only_through_a_trusted_proxy() {
     let store = Arc::new(MemoryStore::default());
-    let l = limiter(&[("RATE_LIMIT_POLICIES", "/a=1/0.01"), ("RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1")], store);
-    let mut h = HeaderMap::new();
-    h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
-    let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
-    assert_eq!(admitted(&l, "/a", &h, PEER, 3).await, 1, "an untrusted peer's header is ignored");
-    assert_eq!(admitted(&l, "/a", &h, proxy, 3).await, 1, "the proxy's client has a bucket of its own");
-    assert_eq!(admitted(&l, "/a", &HeaderMap::new(), proxy, 3).await, 1, "and so has the proxy");
+    let pairs = [("RATE_LIMIT_POLICIES", "/a=1/0.01"), ("RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1")];
+    let server = client_echo_server(&pairs, Some(store.clone()));
+    let xff = Some("6.6.6.6, 198.51.100.1");
+    // An untrusted peer's header is ignored: the peer is the client, the
+    // one its bucket and its handler see.
+    assert_eq!(post_from(&server, "192.0.2.1", xff).await, (200, "192.0.2.1".into()));
+    assert_eq!(post_from(&server, "192.0.2.1", xff).await.0, 429);
+    // The trusted proxy's client has a bucket of its own, under its name,
+    // and the handler sees that same client.
+    assert_eq!(post_from(&server, "127.0.0.1", xff).await, (200, "198.51.100.1".into()));
+    assert_eq!(post_from(&server, "127.0.0.1", xff).await.0, 429);
+    let keys: Vec<String> = store.items.lock().expect("lock").keys().cloned().collect();
+    assert!(keys.contains(&"ratelimit:/a:198.51.100.1".to_owned()), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("6.6.6.6") || k.contains("127.0.0.1")), "{keys:?}");
+    // And so has the proxy itself.
+    assert_eq!(post_from(&server, "127.0.0.1", None).await, (200, "127.0.0.1".into()));
+}
+
+#[tokio::test]
+async fn the_client_is_resolved_with_the_limiter_off_too() {
+    let server = client_echo_server(&[("RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1")], None);
+    assert_eq!(post_from(&server, "127.0.0.1", Some("203.0.113.7")).await, (200, "203.0.113.7".into()));
+    assert_eq!(post_from(&server, "192.0.2.1", Some("203.0.113.7")).await, (200, "192.0.2.1".into()));
+    let untrusting = client_echo_server(&[], None);
+    assert_eq!(post_from(&untrusting, "127.0.0.1", Some("203.0.113.7")).await, (200, "127.0.0.1".into()));
+}
+
+#[tokio::test]
+async fn a_bucket_written_out_of_range_into_the_store_is_clamped_and_repaired() {
+    let store = Arc::new(MemoryStore::default());
+    let l = limiter(&[("RATE_LIMIT_POLICIES", "/a=3/1")], store.clone());
+    let plant = |client: IpAddr, bucket: Bucket| {
+        store.items.lock().expect("lock").insert(format!("ratelimit:/a:{client}"), (bucket, 7, 0));
+    };
+    // Dated far in the future with no tokens: refused now, but written back
+    // dated now (with a TTL), so the refill comes.
+    let future: IpAddr = "192.0.2.10".parse().expect("ip");
+    plant(future, Bucket { tokens: 0.0, updated_ms: i64::MAX });
+    assert_eq!(admitted(&l, "/a", &HeaderMap::new(), future, 1).await, 0);
+    let (repaired, version, ttl) = store.items.lock().expect("lock")[&format!("ratelimit:/a:{future}")];
+    assert!(repaired.updated_ms <= crate::rt::now_ms() && version == 8 && ttl > 0, "{repaired:?} v{version} ttl {ttl}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(admitted(&l, "/a", &HeaderMap::new(), future, 3).await, 1, "1 s at 1/s");
+    // Negative: an empty bucket, not a lock-out for as long as it would take to refill.
+    let negative: IpAddr = "192.0.2.11".parse().expect("ip");
+    plant(negative, Bucket { tokens: -1e12, updated_ms: crate::rt::now_ms() - 1_000 });
+    assert_eq!(admitted(&l, "/a", &HeaderMap::new(), negative, 3).await, 1, "1 s at 1/s after empty");
 }
 
 #[tokio::test]

@@ -32,5 +32,5 @@ where
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(work))
         .await
-        .map_err(|e| crate::ApiError::internal(format!("worker failed: {e}")))
+        .map_err(|e| crate::ApiError::internal_error(format_args!("worker failed: {e}")))
 }
