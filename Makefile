@@ -116,8 +116,11 @@ test-web: daprd
 	cargo test --workspace --test e2e --no-fail-fast web:: -- --nocapture
 
 # Built first, then run pinned to one core (classify's bench starts Python
-# LiteRT, its reference, on that same core).
-bench: deps
+# LiteRT, its reference, on that same core). classify's bench then starts the
+# service twice (tract before, litert after) beside daprd, on both cores,
+# for requests/s through the sidecar and RSS: it needs the release binaries.
+bench: deps daprd
+	cargo build --release -p image-api-classify -p events-service
 	cargo bench --no-run -p image-api-grayscale -p image-api-classify
 	taskset -c 1 cargo bench -p image-api-grayscale -p image-api-classify
 

@@ -17,6 +17,13 @@
 //! alike. Prints p50, p99 and throughput for each and the ratios beside the
 //! targets (total: p50 within 5 %, throughput within 10 %; the apps' share:
 //! p50 within 3 %, throughput within 5 %), printed, not asserted.
+//!
+//! Beside them, where the CPU went: each process's CPU time (utime + stime)
+//! over the rounds, per 2xx request: the three services, their three
+//! sidecars, the Zipkin server (shared, so counted in the rounds of the
+//! stack that ran), and Prometheus. On this 2-core machine the closed loop
+//! keeps the CPU busy, so CPU per request is what throughput pays, and it is
+//! far less noisy than the latencies on a shared machine.
 
 #![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
 
@@ -81,6 +88,36 @@ struct Figures {
     latencies: Vec<Duration>,
     failed: usize,
     elapsed: Duration,
+    cpu: Cpu,
+}
+
+/// CPU time by kind of process, summed over a stack's rounds.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    services: Duration,
+    sidecars: Duration,
+    zipkin: Duration,
+    prometheus: Duration,
+}
+
+impl Cpu {
+    /// The CPU each kind of `stack`'s processes has used so far.
+    fn of(stack: &Stack) -> Cpu {
+        let sum = |pids: Vec<Option<u32>>| pids.into_iter().flatten().map(stack::process::cpu_time).sum();
+        Cpu {
+            services: sum(stack.services.iter().map(|s| s.pid()).collect()),
+            sidecars: sum(stack.services.iter().map(|s| s.sidecar.pid()).collect()),
+            zipkin: sum(vec![stack.zipkin.as_ref().and_then(|z| z.pid())]),
+            prometheus: sum(vec![stack.prometheus.as_ref().and_then(|p| p.pid())]),
+        }
+    }
+
+    fn add_delta(&mut self, before: Cpu, after: Cpu) {
+        self.services += after.services.saturating_sub(before.services);
+        self.sidecars += after.sidecars.saturating_sub(before.sidecars);
+        self.zipkin += after.zipkin.saturating_sub(before.zipkin);
+        self.prometheus += after.prometheus.saturating_sub(before.prometheus);
+    }
 }
 
 impl Figures {
@@ -91,6 +128,10 @@ impl Figures {
     }
     fn throughput(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    /// µs of CPU per 2xx request.
+    fn per_request(&self, d: Duration) -> f64 {
+        d.as_secs_f64() * 1e6 / (self.latencies.len() as f64).max(1.0)
     }
 }
 
@@ -125,14 +166,18 @@ async fn run() -> Result<(), String> {
     for m in &mixes {
         round(m, workers, 2).await;
     }
-    let mut figures: Vec<Figures> =
-        (0..3).map(|_| Figures { latencies: Vec::new(), failed: 0, elapsed: Duration::ZERO }).collect();
+    let stacks = [&off, &daprd, &on];
+    let mut figures: Vec<Figures> = (0..3)
+        .map(|_| Figures { latencies: Vec::new(), failed: 0, elapsed: Duration::ZERO, cpu: Cpu::default() })
+        .collect();
     for r in 0..rounds {
         // Each round in a different order, so no stack always follows the same one.
         for k in 0..mixes.len() {
             let i = (k + r) % mixes.len();
             let started = Instant::now();
+            let cpu_before = Cpu::of(stacks[i]);
             let (lat, failed) = round(&mixes[i], workers, secs).await;
+            figures[i].cpu.add_delta(cpu_before, Cpu::of(stacks[i]));
             figures[i].elapsed += started.elapsed();
             figures[i].latencies.extend(lat);
             figures[i].failed += failed;
@@ -162,6 +207,31 @@ async fn run() -> Result<(), String> {
     println!("the apps' own (on/daprd):    p50 {p50:.3}x (target <= 1.03), p99 {p99:.3}x, throughput {tput:.3}x (target >= 0.95)");
     let (p50, p99, tput) = ratio(on_f, off_f);
     println!("total (on/off):              p50 {p50:.3}x (target <= 1.05), p99 {p99:.3}x, throughput {tput:.3}x (target >= 0.90)");
+    println!("\nCPU per 2xx request (µs; utime + stime of each process over its stack's rounds)");
+    println!("{:<6} {:>9} {:>9} {:>9} {:>11} {:>9}", "", "services", "sidecars", "zipkin", "prometheus", "all");
+    let all = |f: &Figures| f.per_request(f.cpu.services + f.cpu.sidecars + f.cpu.zipkin + f.cpu.prometheus);
+    for (name, f) in [("off", off_f), ("daprd", daprd_f), ("on", on_f)] {
+        println!(
+            "{name:<6} {:>9.0} {:>9.0} {:>9.0} {:>11.0} {:>9.0}",
+            f.per_request(f.cpu.services),
+            f.per_request(f.cpu.sidecars),
+            f.per_request(f.cpu.zipkin),
+            f.per_request(f.cpu.prometheus),
+            all(f)
+        );
+    }
+    let apps = on_f.per_request(on_f.cpu.services) - daprd_f.per_request(daprd_f.cpu.services);
+    let collectors = (on_f.per_request(on_f.cpu.zipkin) - daprd_f.per_request(daprd_f.cpu.zipkin))
+        + on_f.per_request(on_f.cpu.prometheus);
+    let daprd_share = all(daprd_f) - all(off_f);
+    println!(
+        "the apps' own telemetry in the services: {apps:+.0} µs a request ({:+.1} % of all CPU with everything off); \
+         Zipkin and Prometheus taking the apps' spans and metrics: {collectors:+.0} µs ({:+.1} %); \
+         daprd's tracing (daprd/off, all processes): {daprd_share:+.0} µs ({:+.1} %)",
+        100.0 * apps / all(off_f),
+        100.0 * collectors / all(off_f),
+        100.0 * daprd_share / all(off_f)
+    );
     let client = HttpClient::new(Duration::from_secs(5));
     if let Some(prom) = &on.prometheus {
         let spans = prom.query(&client, "sum(trace_spans_total)").await.map_err(|e| e.to_string())?;

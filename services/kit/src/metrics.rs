@@ -77,6 +77,13 @@ pub fn float_gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
 /// The RED metrics of the shared request path.
 pub struct HttpMetrics {
     pub duration: HistogramVec,
+    /// `http_server_requests_total{route, status_class}`: what the
+    /// availability SLIs count. Its label values are known in advance (the
+    /// router's routes, [`STATUS_CLASSES`]), so every series exists at 0
+    /// from start-up ([`HttpMetrics::register_routes`]) and a route's first
+    /// 5xx is an increase `rate()` sees, not the birth of a series (which
+    /// `rate()` reads as nothing).
+    pub requests: IntCounterVec,
     pub in_flight: IntGauge,
     pub request_size: HistogramVec,
     pub response_size: HistogramVec,
@@ -89,6 +96,11 @@ pub fn http() -> &'static HttpMetrics {
             "http_server_request_duration_seconds",
             "Time from request head to response head, by method, route template and status.",
             &["method", "route", "status"],
+        ),
+        requests: counter_vec(
+            "http_server_requests_total",
+            "Answers by route template and status class (2xx, 3xx, 4xx, 5xx); every series exists at 0 from start-up.",
+            &["route", "status_class"],
         ),
         in_flight: gauge("http_server_active_requests", "Requests being handled now."),
         request_size: histogram_with(
@@ -104,6 +116,30 @@ pub fn http() -> &'static HttpMetrics {
             SIZE_BUCKETS.to_vec(),
         ),
     })
+}
+
+/// The values of `http_server_requests_total`'s `status_class`.
+pub const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// A status as its class label; a 1xx (never a final answer here) counts as 2xx.
+pub fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        500.. => "5xx",
+        400..=499 => "4xx",
+        300..=399 => "3xx",
+        _ => "2xx",
+    }
+}
+
+impl HttpMetrics {
+    /// Creates `http_server_requests_total` at 0 for every route and class.
+    pub fn register_routes<'a>(&self, routes: impl IntoIterator<Item = &'a str>) {
+        for route in routes {
+            for class in STATUS_CLASSES {
+                self.requests.with_label_values(&[route, class]);
+            }
+        }
+    }
 }
 
 /// The calls a service makes to its sidecar.

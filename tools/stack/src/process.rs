@@ -286,6 +286,23 @@ pub fn memory(pid: u32) -> Memory {
     Memory { rss_kib: field("VmRSS:"), anon_kib: field("RssAnon:"), peak_kib: field("VmHWM:") }
 }
 
+/// CPU time `pid` has used so far, user + system, all its threads
+/// (`/proc/<pid>/stat` utime + stime, in clock ticks); zero once it is gone.
+/// Deltas of this over a bench round tell which process the work went to.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces: count fields after its ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After ')': state is index 0, so utime (field 14) is 11 and stime 12.
+    let total = ticks(11) + ticks(12);
+    // SAFETY: sysconf only reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = if per_second > 0 { per_second as u64 } else { 100 };
+    std::time::Duration::from_secs_f64(total as f64 / per_second as f64)
+}
+
 /// The executable path of `pid`, to check a recorded pid is still ours.
 pub fn pid_exe(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()

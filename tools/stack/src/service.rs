@@ -2,7 +2,7 @@
 
 use crate::daprd::SidecarPorts;
 use crate::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -187,6 +187,7 @@ impl Runtime {
                             bin.display()
                         )));
                     }
+                    missing_libraries(&bin)?;
                 }
                 Ok(())
             }
@@ -299,6 +300,49 @@ fn aot_module(service: Service) -> String {
     format!("{ROOT_WASM_DIR}/{}.so", service.binary())
 }
 
+/// The shared libraries `bin` needs that the dynamic loader cannot find, as
+/// one clear error before anything starts. Native classify links
+/// libLiteRt.so (its `litert` backend): without it the loader, not the
+/// service, would speak first ("error while loading shared libraries"),
+/// before classify's own start-up checks run. `ldd` is glibc's; where it
+/// cannot run, the service's own start is the check.
+fn missing_libraries(bin: &Path) -> Result<(), Error> {
+    let Ok(out) = Command::new("ldd").arg(bin).output() else {
+        return Ok(());
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let missing = not_found(&listing);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let litert = if missing.iter().any(|l| l.starts_with("libLiteRt")) {
+        " libLiteRt.so is LiteRT 2.1.4's C API, which classify's native `litert` backend links: run \
+         scripts/litert.sh (or `make deps`), which unpacks it from the PyPI wheel ai-edge-litert==2.1.4 into \
+         .cache/litert/2.1.4 (the binary's rpath), then rebuild; or build classify without the `litert` feature."
+    } else {
+        ""
+    };
+    Err(Error::msg(format!("{} cannot start: {} not found.{litert}", bin.display(), missing.join(", "))))
+}
+
+/// The libraries an `ldd` listing says the loader cannot find.
+fn not_found(ldd_listing: &str) -> Vec<&str> {
+    ldd_listing.lines().filter(|l| l.contains("=> not found")).filter_map(|l| l.split_whitespace().next()).collect()
+}
+
 pub fn native_binary(service: Service) -> PathBuf {
     crate::paths::bin_dir().join(service.binary())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_found;
+
+    #[test]
+    fn an_ldd_listing_names_the_libraries_not_found() {
+        let listing = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibLiteRt.so => not found\n\
+                       \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\tlibfoo.so.2 => not found\n";
+        assert_eq!(not_found(listing), ["libLiteRt.so", "libfoo.so.2"]);
+        assert!(not_found("\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n").is_empty());
+    }
 }

@@ -259,7 +259,7 @@ fn answer(dispatched: Dispatched, head: &Head, span: &tracing::Span) -> Reply {
     reply
 }
 
-/// `http_server_request_duration_seconds` and the response size.
+/// `http_server_request_duration_seconds`, `http_server_requests_total` and the response size.
 fn count(head: &Head, route: &'static str, reply: &Reply, elapsed: Duration) {
     if !crate::metrics::enabled() {
         return;
@@ -268,6 +268,7 @@ fn count(head: &Head, route: &'static str, reply: &Reply, elapsed: Duration) {
     m.duration
         .with_label_values(&[crate::metrics::method_label(&head.method), route, reply.status().as_str()])
         .observe(elapsed.as_secs_f64());
+    m.requests.with_label_values(&[route, crate::metrics::status_class(reply.status())]).inc();
     if let Some(size) = reply.body().size_hint().exact() {
         m.response_size.with_label_values(&[route]).observe(size as f64);
     }

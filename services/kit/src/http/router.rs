@@ -43,6 +43,11 @@ impl Router {
         self
     }
 
+    /// Every route template, and "unmatched" (what the rest counts under).
+    pub(super) fn templates(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.routes.iter().map(|r| r.path).chain(std::iter::once("unmatched"))
+    }
+
     /// The route template `path` matches, or "unmatched".
     pub(super) fn template(&self, method: &Method, path: &str) -> &'static str {
         match self.find(method, path) {

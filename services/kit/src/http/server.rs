@@ -45,6 +45,7 @@ impl Server {
     /// A server that asks `limiter` about each request before reading its body.
     pub fn with_limiter(router: Router, config: ServerConfig, limiter: Option<Arc<RateLimiter>>) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        crate::metrics::http().register_routes(router.templates());
         Arc::new(Self { router, config, in_flight, limiter })
     }
 

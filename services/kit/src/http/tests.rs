@@ -148,6 +148,42 @@ async fn metrics_count_requests_by_route_template_not_path() {
     assert!(text.contains(r#"build_info{runtime="native",service="svc""#), "{text}");
 }
 
+/// The availability SLIs divide `http_server_requests_total`'s 5xx by all of
+/// it: each route's series must exist at 0 before its first 5xx, or that
+/// first error is the birth of a series and `rate()` never sees it.
+#[tokio::test]
+async fn every_routes_answer_classes_exist_at_0_before_the_first_request() {
+    let router = Router::new()
+        .route(Method::POST, "/always-fails", |_req| async {
+            Err(crate::error::ApiError::unavailable("down", "the dependency is down"))
+        })
+        .with_health("svc", vec![]);
+    let s = server(router, &[]);
+    let metrics = |s: Arc<Server>| async move {
+        let r = s.handle(Request::get("/metrics").body(Body::empty()).expect("req"), peer()).await;
+        String::from_utf8(hyper::body::to_bytes(r.into_body()).await.expect("body").to_vec()).expect("utf-8")
+    };
+    let value = |text: &str, labels: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("http_server_requests_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let before = metrics(s.clone()).await;
+    for class in crate::metrics::STATUS_CLASSES {
+        let labels = format!(r#"route="/always-fails",status_class="{class}""#);
+        assert_eq!(value(&before, &labels), Some(0), "{labels} at 0 from start-up:\n{before}");
+        // Other tests in this process answer unmatched requests: there, only that it exists.
+        let labels = format!(r#"route="unmatched",status_class="{class}""#);
+        assert!(value(&before, &labels).is_some(), "{labels} exists from start-up:\n{before}");
+    }
+    let r = s.handle(Request::post("/always-fails").body(Body::from("x")).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let after = metrics(s).await;
+    assert_eq!(value(&after, r#"route="/always-fails",status_class="5xx""#), Some(1), "{after}");
+    assert_eq!(value(&after, r#"route="/always-fails",status_class="2xx""#), Some(0), "{after}");
+}
+
 #[tokio::test]
 async fn past_max_in_flight_requests_get_503_overloaded_but_probes_still_answer() {
     let (release, wait) = tokio::sync::watch::channel(false);

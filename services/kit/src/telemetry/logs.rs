@@ -4,7 +4,8 @@
 //! OpenTelemetry ids, so this small layer writes the lines itself.
 
 use opentelemetry::trace::TraceContextExt;
-use serde_json::{Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use std::fmt::Debug;
 use std::io::Write;
 use tracing::field::{Field, Visit};
@@ -23,26 +24,39 @@ impl JsonLogs {
     }
 }
 
-struct Fields<'a>(&'a mut Map<String, Value>);
+/// A `Debug` value as a JSON string, formatted straight into the line.
+struct DebugStr<'a>(&'a dyn Debug);
 
-impl Visit for Fields<'_> {
+impl Serialize for DebugStr<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{:?}", self.0))
+    }
+}
+
+/// The event's fields, written as entries of the line's object as they are
+/// visited: no map is built per line (one line per request at least, the
+/// access log). A write error cannot happen on a `Vec`; it would only cut
+/// the line, which the reader then skips.
+struct Fields<'a, M: SerializeMap>(&'a mut M);
+
+impl<M: SerializeMap> Visit for Fields<'_, M> {
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+        let _ = self.0.serialize_entry(field.name(), &DebugStr(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
+        let _ = self.0.serialize_entry(field.name(), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        let _ = self.0.serialize_entry(field.name(), &value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        let _ = self.0.serialize_entry(field.name(), &value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        let _ = self.0.serialize_entry(field.name(), &value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        let _ = self.0.serialize_entry(field.name(), &value);
     }
 }
 
@@ -51,31 +65,40 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        let mut line = Map::new();
-        line.insert("timestamp".into(), Value::String(rfc3339_now()));
-        line.insert("level".into(), Value::String(meta.level().to_string()));
-        line.insert("target".into(), Value::String(meta.target().to_owned()));
-        line.insert("service".into(), Value::String(self.service.clone()));
-        event.record(&mut Fields(&mut line));
-        if let Some(span) = ctx.event_span(event) {
-            line.insert("span".into(), Value::String(span.name().to_owned()));
-            let otel = tracing::dispatcher::get_default(|dispatch| {
-                tracing_opentelemetry::get_otel_context(&span.id(), dispatch)
-            });
-            if let Some(cx) = otel {
-                let sc = cx.span().span_context().clone();
-                if sc.is_valid() {
-                    line.insert("trace_id".into(), Value::String(sc.trace_id().to_string()));
-                    line.insert("span_id".into(), Value::String(sc.span_id().to_string()));
-                }
-            }
-        }
-        let mut bytes = Value::Object(line).to_string().into_bytes();
+        let mut bytes = Vec::with_capacity(256);
+        let _ = write_line(&mut bytes, &self.service, event, &ctx);
         bytes.push(b'\n');
         // One write per line, so lines from several threads never interleave.
         let _ = std::io::stderr().lock().write_all(&bytes);
     }
+}
+
+fn write_line<S>(out: &mut Vec<u8>, service: &str, event: &Event<'_>, ctx: &Context<'_, S>) -> serde_json::Result<()>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    let mut serializer = serde_json::Serializer::new(out);
+    let mut line = serializer.serialize_map(None)?;
+    line.serialize_entry("timestamp", &rfc3339_now())?;
+    line.serialize_entry("level", meta.level().as_str())?;
+    line.serialize_entry("target", meta.target())?;
+    line.serialize_entry("service", service)?;
+    event.record(&mut Fields(&mut line));
+    if let Some(span) = ctx.event_span(event) {
+        line.serialize_entry("span", span.name())?;
+        let otel =
+            tracing::dispatcher::get_default(|dispatch| tracing_opentelemetry::get_otel_context(&span.id(), dispatch));
+        if let Some(cx) = otel {
+            let span = cx.span();
+            let sc = span.span_context();
+            if sc.is_valid() {
+                line.serialize_entry("trace_id", &sc.trace_id().to_string())?;
+                line.serialize_entry("span_id", &sc.span_id().to_string())?;
+            }
+        }
+    }
+    line.end()
 }
 
 /// `2026-11-24T23:05:01.123Z`, without a date library.
