@@ -552,7 +552,10 @@ fn every_alert_has_a_runbook_and_a_dashboard_panel_of_its_query() {
             .unwrap_or_else(|| panic!("{name}: {url}: viewPanel"));
         let exprs =
             panels.get(&(uid.clone(), id)).unwrap_or_else(|| panic!("{name}: {url}: no panel {id} in dashboard {uid}"));
-        let rule_expr = expr.split("expr:").nth(1).unwrap_or("").split("\n        for:").next().unwrap_or("");
+        // The expression ends where the rule's next key starts (`for:` is optional).
+        let rule_expr = expr.split("expr:").nth(1).unwrap_or("");
+        let rule_expr =
+            ["\n        for:", "\n        labels:"].iter().fold(rule_expr, |e, key| e.split(key).next().unwrap_or(""));
         let metrics: HashSet<&str> = rule_expr
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
             .filter(|t| (t.contains('_') || t.contains(':')) && !labels.contains(t))
