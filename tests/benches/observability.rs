@@ -51,37 +51,22 @@ fn mix(stack: &Stack) -> Result<Vec<Request>, String> {
 /// 2xx answers, and the count of the others.
 async fn round(requests: &[Request], workers: usize, secs: u64) -> (Vec<Duration>, usize) {
     let until = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let requests = requests.to_vec();
-        tasks.push(tokio::spawn(async move {
-            let client = HttpClient::new(Duration::from_secs(30));
-            let (mut ok, mut failed) = (Vec::new(), 0usize);
-            let mut i = w;
-            while Instant::now() < until {
-                let (url, body) = &requests[i % requests.len()];
-                i += 1;
-                let started = Instant::now();
-                let reply = match body {
-                    Some(b) => client.post(url, b.clone()).await,
-                    None => client.get(url).await,
-                };
-                match reply {
-                    Ok(r) if r.status.is_success() => ok.push(started.elapsed()),
-                    _ => failed += 1,
+    let requests = requests.to_vec();
+    stack::client::closed_loop(
+        workers,
+        Duration::from_secs(30),
+        move |_| Instant::now() < until,
+        move |client: HttpClient, i| {
+            let (url, body) = requests[i % requests.len()].clone();
+            async move {
+                match body {
+                    Some(b) => client.post(&url, b).await,
+                    None => client.get(&url).await,
                 }
             }
-            (ok, failed)
-        }));
-    }
-    let (mut all, mut failed) = (Vec::new(), 0);
-    for t in tasks {
-        if let Ok((ok, f)) = t.await {
-            all.extend(ok);
-            failed += f;
-        }
-    }
-    (all, failed)
+        },
+    )
+    .await
 }
 
 struct Figures {

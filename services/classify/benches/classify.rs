@@ -202,37 +202,13 @@ mod service {
     /// for `secs`; the 2xx latencies and the count of the others.
     async fn load(url: &str, photos: &[Vec<u8>], count: Option<usize>, secs: u64) -> (Vec<Duration>, usize) {
         let until = Instant::now() + Duration::from_secs(secs);
-        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for w in 0..CONCURRENCY {
-            let (url, photos, sent) = (url.to_owned(), photos.to_vec(), sent.clone());
-            tasks.push(tokio::spawn(async move {
-                let client = HttpClient::new(Duration::from_secs(60));
-                let (mut ok, mut failed) = (Vec::new(), 0usize);
-                let mut i = w;
-                loop {
-                    let n = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if count.map_or(Instant::now() >= until, |c| n >= c) {
-                        break;
-                    }
-                    let started = Instant::now();
-                    match client.post(&url, photos[i % photos.len()].clone()).await {
-                        Ok(r) if r.status.is_success() => ok.push(started.elapsed()),
-                        _ => failed += 1,
-                    }
-                    i += 1;
-                }
-                (ok, failed)
-            }));
-        }
-        let (mut all, mut failed) = (Vec::new(), 0);
-        for t in tasks {
-            if let Ok((ok, f)) = t.await {
-                all.extend(ok);
-                failed += f;
-            }
-        }
-        (all, failed)
+        let more = move |n: usize| count.map_or(Instant::now() < until, |c| n < c);
+        let (url, photos) = (url.to_owned(), photos.to_vec());
+        stack::client::closed_loop(CONCURRENCY, Duration::from_secs(60), more, move |client: HttpClient, i| {
+            let (url, photo) = (url.clone(), photos[i % photos.len()].clone());
+            async move { client.post(&url, photo).await }
+        })
+        .await
     }
 
     async fn start(backend: &'static str) -> Result<Stack, Failure> {

@@ -88,3 +88,53 @@ impl HttpClient {
         }
     }
 }
+
+/// `workers` clients, each sending its next request once the last one is
+/// answered (a closed loop), for as long as `more(n)` holds, `n` counting
+/// the requests started by all of them. Worker `w` sends requests
+/// `w, w + 1, …` through `send`. Gives the latencies of the 2xx answers and
+/// the count of the others: what a benchmark's round measures.
+pub async fn closed_loop<More, Send, Sent>(
+    workers: usize,
+    timeout: Duration,
+    more: More,
+    send: Send,
+) -> (Vec<Duration>, usize)
+where
+    More: Fn(usize) -> bool + std::marker::Send + Sync + 'static,
+    Send: Fn(HttpClient, usize) -> Sent + std::marker::Send + Sync + 'static,
+    Sent: std::future::Future<Output = Result<Reply, Error>> + std::marker::Send,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let started_so_far = Arc::new(AtomicUsize::new(0));
+    let (more, send) = (Arc::new(more), Arc::new(send));
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (started_so_far, more, send) = (started_so_far.clone(), more.clone(), send.clone());
+            tokio::spawn(async move {
+                let client = HttpClient::new(timeout);
+                let (mut ok, mut failed) = (Vec::new(), 0usize);
+                for i in w.. {
+                    if !more(started_so_far.fetch_add(1, Ordering::Relaxed)) {
+                        break;
+                    }
+                    let started = std::time::Instant::now();
+                    match send(client.clone(), i).await {
+                        Ok(r) if r.status.is_success() => ok.push(started.elapsed()),
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for task in tasks {
+        if let Ok((ok, f)) = task.await {
+            all.extend(ok);
+            failed += f;
+        }
+    }
+    (all, failed)
+}
