@@ -212,7 +212,8 @@ impl TcpListener {
                 1i32,
             )?;
             s.bind(&addrs)?;
-            s.listen(128)?;
+            // Patched: std's and tokio's backlog (see PATCH.md).
+            s.listen(1024)?;
             s.set_nonblocking(nonblocking)?;
 
             let port = addrs.port();

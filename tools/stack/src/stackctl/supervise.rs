@@ -97,9 +97,7 @@ async fn down_reason(dir: &Path, client: &HttpClient, c: &Component, w: &mut Wat
     match exit_of(pid) {
         Exit::Exited(status) => return Some((Some(pid), format!("exited: {status}"))),
         Exit::GoneNotOurChild => return Some((Some(pid), "exited (status unknown: not our child)".into())),
-        Exit::Running if live_pid(&pid_file(dir, &c.name)).is_none() => {
-            return Some((Some(pid), "exited (its pid now runs something else)".into()));
-        }
+        Exit::Running if live_pid(&pid_file(dir, &c.name)).is_none() => return Some(dying(pid).await),
         Exit::Running => {}
     }
     if check(client, &c.live).await {
@@ -116,6 +114,22 @@ async fn down_reason(dir: &Path, client: &HttpClient, c: &Component, w: &mut Wat
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Some((Some(pid), format!("unhealthy: no answer to its health check for {} s, killed", since.elapsed().as_secs())))
+}
+
+/// A pid whose command line is gone: a process being torn down after a
+/// kill -9 shows an empty one for a moment before `waitpid` can reap it,
+/// so wait that moment for its status; a pid that stays unreapable was
+/// reused by something else.
+async fn dying(pid: u32) -> (Option<u32>, String) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match exit_of(pid) {
+            Exit::Exited(status) => return (Some(pid), format!("exited: {status}")),
+            Exit::GoneNotOurChild => return (Some(pid), "exited (status unknown: not our child)".into()),
+            Exit::Running => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    (Some(pid), "exited (its pid now runs something else)".into())
 }
 
 /// Watches the stack in `dir` until killed; with `start`, first starts
