@@ -6,7 +6,8 @@ use kit::app::App;
 use kit::config::{self, Source};
 use kit::http::{self, HandlerResult, Req, Router};
 use kit::hyper::{Method, StatusCode};
-use kit::image_service::{self, ImageServiceConfig};
+use kit::image_service::{self, ImageServiceConfig, ImageWork, MemoryProfile};
+use kit::memory::Baseline;
 use kit::prometheus::{GaugeVec, HistogramVec};
 use kit::record::Recorder;
 use kit::StartError;
@@ -15,6 +16,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 pub const APP_ID: &str = "image-api-classify";
+
+/// What classify needs besides its decode budget: the model and the
+/// backend's arena (LiteRT natively; tract's float copy of the model under
+/// Wasm), the runtime, pools and connection buffers, with headroom.
+pub const MEMORY_BASELINE: Baseline = Baseline::mib(160, 192);
 
 pub struct Config {
     pub service: ImageServiceConfig,
@@ -32,7 +38,9 @@ pub fn config(src: &dyn Source) -> Result<Config, StartError> {
     classifier.backend =
         BackendKind::parse(&backend).map_err(|reason| config::ConfigError::new("CLASSIFY_BACKEND", backend, reason))?;
     classifier.threads = config::in_range("CLASSIFY_THREADS", config::var(src, "CLASSIFY_THREADS", 1usize)?, 1..=256)?;
-    Ok(Config { service: ImageServiceConfig::from_source(src, APP_ID, 9006, 3504)?, classifier })
+    let profile =
+        MemoryProfile { baseline: MEMORY_BASELINE, worst_bytes_per_pixel: crate::preprocess::WORST_BYTES_PER_PIXEL };
+    Ok(Config { service: ImageServiceConfig::from_source(src, APP_ID, 9006, 3504, profile)?, classifier })
 }
 
 /// Domain metrics, beside the shared request metrics.
@@ -114,15 +122,20 @@ impl State {
 
 /// `"<label> is detected with <n>/255 confidence"`, or the top-k as JSON
 /// with `Accept: application/json`.
-async fn classify(state: Arc<State>, req: Req) -> HandlerResult {
+async fn classify(state: Arc<State>, mut req: Req) -> HandlerResult {
     let (body, limits, worker_state) = (req.body.clone(), state.service.limits, state.clone());
-    let predictions: Vec<Prediction> = kit::rt::cpu(move || {
-        let state = worker_state;
-        let input = state.stage("preprocess", || state.classifier.preprocess(&body, &limits))?;
-        let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
-        Ok::<_, crate::ClassifyError>(state.classifier.top_k(&probabilities))
-    })
-    .await??;
+    // The header alone, before any pixel: a bad or oversized upload is
+    // answered here, and what the decode will hold is reserved.
+    let (format, width, height) = kit::imaging::intake(&body, &limits).map_err(crate::ClassifyError::from)?;
+    let work = ImageWork::admit(&mut req, state.classifier.decode_cost(&body, format, width, height)).await?;
+    let predictions: Vec<Prediction> = work
+        .run(move || {
+            let state = worker_state;
+            let input = state.stage("preprocess", || state.classifier.preprocess(&body, &limits))?;
+            let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
+            Ok::<_, crate::ClassifyError>(state.classifier.top_k(&probabilities))
+        })
+        .await??;
     let best = predictions.first().ok_or_else(|| kit::ApiError::internal("the model gave no prediction"))?;
     state.recorder.success(&req.trace, "classify", req.body.len(), req.client_ip()).await?;
     if req.accepts("application/json") {

@@ -170,6 +170,12 @@ impl Classifier {
         preprocess::decode_to_input(image_bytes, limits, width, height)
     }
 
+    /// What [`Classifier::preprocess`] holds for an image at its peak
+    /// (see [`preprocess::decode_cost`]).
+    pub fn decode_cost(&self, image_bytes: &[u8], format: image::ImageFormat, width: u32, height: u32) -> u64 {
+        preprocess::decode_cost(image_bytes, format, width, height, self.input_size())
+    }
+
     /// Run the model: one probability per label.
     pub fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
         self.backend.infer(input)

@@ -27,6 +27,24 @@ pub fn decode_to_input(
     Ok(to_input(&image, width, height))
 }
 
+/// Bytes [`decode_to_input`] holds at its peak for an image (through
+/// `kit::imaging::intake`: `format`, `width` x `height`), from the header
+/// alone: the decoder's (`kit::imaging::decode_cost`), the RGB8 copy, the
+/// resize's intermediate rows (model width x image height, RGB) and the
+/// model input.
+pub fn decode_cost(bytes: &[u8], format: image::ImageFormat, width: u32, height: u32, input: (u32, u32)) -> u64 {
+    let (in_w, in_h) = (u64::from(input.0), u64::from(input.1));
+    kit::imaging::decode_cost(bytes, format, width, height)
+        + u64::from(width) * u64::from(height) * 3
+        + in_w * u64::from(height) * 3
+        + in_w * in_h * 3 * (1 + 4)
+}
+
+/// The heaviest pixel [`decode_cost`] can see: a progressive JPEG (RGB out,
+/// three components of 2-byte coefficients) or a GIF/WebP (the canvas twice
+/// at RGBA), plus the RGB8 copy. Sets the default pixel limit.
+pub const WORST_BYTES_PER_PIXEL: u64 = 3 + 3 * 2 + 3;
+
 /// The float the quantized model's input zero point and scale give `q`.
 #[inline]
 pub fn normalise(q: u8) -> f32 {

@@ -6,8 +6,9 @@ use kit::app::App;
 use kit::config::Source;
 use kit::http::{self, HandlerResult, Req, Router};
 use kit::hyper::{Method, StatusCode};
-use kit::image_service::{self, ImageServiceConfig};
+use kit::image_service::{self, ImageServiceConfig, ImageWork, MemoryProfile};
 use kit::imaging::ImageLimits;
+use kit::memory::Baseline;
 use kit::prometheus::HistogramVec;
 use kit::record::Recorder;
 use kit::StartError;
@@ -16,8 +17,14 @@ use std::time::Instant;
 
 pub const APP_ID: &str = "image-api-grayscale";
 
+/// VmRSS after warm-up is ~7 MiB natively and ~40 MiB under WasmEdge
+/// (its AOT code and runtime); the rest is headroom for the allocator, the
+/// sidecar client's pools and connection buffers.
+pub const MEMORY_BASELINE: Baseline = Baseline::mib(64, 96);
+
 pub fn config(src: &dyn Source) -> Result<ImageServiceConfig, StartError> {
-    ImageServiceConfig::from_source(src, APP_ID, 9005, 3503)
+    let profile = MemoryProfile { baseline: MEMORY_BASELINE, worst_bytes_per_pixel: crate::WORST_BYTES_PER_PIXEL };
+    ImageServiceConfig::from_source(src, APP_ID, 9005, 3503, profile)
 }
 
 struct State {
@@ -61,10 +68,14 @@ pub async fn build(config: ImageServiceConfig) -> Result<App, StartError> {
 /// The grayscale PNG, base64-encoded as the original template answered
 /// (kept for its clients), or raw with
 /// `Accept: image/png`.
-async fn grayscale(state: Arc<State>, req: Req) -> HandlerResult {
+async fn grayscale(state: Arc<State>, mut req: Req) -> HandlerResult {
     let (body, limits) = (req.body.clone(), state.limits);
+    // The header alone, before any pixel: a bad or oversized upload is
+    // answered here, and what the decode will hold is reserved.
+    let (format, width, height) = kit::imaging::intake(&body, &limits).map_err(crate::GrayscaleError::from)?;
+    let work = ImageWork::admit(&mut req, crate::decode_cost(&body, format, width, height)).await?;
     let started = Instant::now();
-    let png = kit::rt::cpu(move || grayscale_png(&body, &limits)).await??;
+    let png = work.run(move || grayscale_png(&body, &limits)).await??;
     if kit::metrics::enabled() {
         let format = format!("{:?}", png.source_format).to_ascii_lowercase();
         metrics().duration.with_label_values(&[&format]).observe(started.elapsed().as_secs_f64());

@@ -24,6 +24,7 @@ pub mod app;
 mod deflate;
 mod jpeg;
 mod png;
+mod png_luma;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
 use kit::imaging::{self, ImageError, ImageLimits};
@@ -118,6 +119,10 @@ pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<LumaImage, Gray
         let pixels = jpeg::decode_luma(bytes, limits)?;
         return luma_image(width, height, false, pixels, format);
     }
+    if format == ImageFormat::Png {
+        let (has_alpha, pixels) = png_luma::decode_luma(bytes, limits)?;
+        return luma_image(width, height, has_alpha, pixels, format);
+    }
     // What `imaging::decode` does after its intake, without repeating it.
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(imaging::decoder_limits(limits));
@@ -125,6 +130,45 @@ pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<LumaImage, Gray
     let (w, h) = (decoded.width(), decoded.height());
     let (has_alpha, pixels) = to_luma(decoded);
     luma_image(w, h, has_alpha, pixels, format)
+}
+
+/// Bytes turning `bytes` (through [`imaging::intake`]: `format`, `width` x
+/// `height`) into the answer holds at its peak, from the header alone: the
+/// decoder's own buffers on the path [`decode_luma`] takes, the luma, and
+/// the PNG and its base64 beside it. What the request reserves before the
+/// work starts.
+pub fn decode_cost(bytes: &[u8], format: ImageFormat, width: u32, height: u32) -> u64 {
+    let pixels = u64::from(width) * u64::from(height);
+    let (decoder, luma_channels) = match format {
+        ImageFormat::Jpeg => match imaging::JpegLayout::read(bytes) {
+            // Y alone, unless its colours are not YCbCr (then RGB first);
+            // counted as if they never were, the rare case priced in.
+            Some(jpeg) => {
+                let colour = if jpeg.sampling.len() > 1 { pixels * u64::from(jpeg.output_channels()) } else { 0 };
+                (jpeg.coefficient_bytes(width, height) + colour, 1)
+            }
+            None => (imaging::decode_cost(bytes, format, width, height), 1),
+        },
+        ImageFormat::Png => match imaging::PngLayout::read(bytes) {
+            Some(png) => (png_luma::decode_cost(&png, width, height), 2),
+            None => (imaging::decode_cost(bytes, format, width, height), 2),
+        },
+        _ => (imaging::decode_cost(bytes, format, width, height), 2),
+    };
+    let luma = pixels * luma_channels;
+    decoder + luma + encoded_bytes(luma)
+}
+
+/// The heaviest [`decode_cost`] a pixel can have: a GIF or WebP (the
+/// canvas twice at RGBA, its luma and alpha, the answer). Sets the default
+/// pixel limit beside the memory budget.
+pub const WORST_BYTES_PER_PIXEL: u64 = 2 * 4 + 2 + 6;
+
+/// The PNG (Huffman-only coding grows incompressible rows by at most a
+/// tenth) and its base64 (4/3 of it), both held while the answer is made.
+fn encoded_bytes(luma: u64) -> u64 {
+    let png = luma + luma / 10 + 1024;
+    png + png.div_ceil(3) * 4
 }
 
 /// PNG bytes for `luma` (8-bit gray or gray + alpha).

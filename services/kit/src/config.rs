@@ -141,6 +141,52 @@ pub struct ServerConfig {
     /// forwarded. Read whether or not rate limiting is on: the last-seen
     /// entry and the access log name the same client as the limiter.
     pub clients: crate::ratelimit::ClientConfig,
+    /// Bodies read at once (`MAX_BODY_READERS`): a body is read before the
+    /// request takes an in-flight permit, so slow senders hold a reader,
+    /// not a permit; past this, bodies are drained and answered 503.
+    pub max_body_readers: usize,
+    /// Bytes of bodies and decodes held at once (`DECODE_MEMORY_BYTES`;
+    /// 0: no budget). Set by the image services from their baseline and the
+    /// cgroup limit (`kit::memory`); 0 for the others.
+    pub memory_budget: u64,
+    /// How long a reservation waits for room (`DECODE_MEMORY_WAIT_MS`).
+    pub memory_wait: Duration,
+    /// When set (`APP_API_TOKEN`), every route but `/healthz`, `/readyz`
+    /// and `/metrics` needs it in `dapr-api-token`, as daprd sends it.
+    pub app_api_token: Option<Secret>,
+    /// A second listener serving only `/metrics` and `/healthz`
+    /// (`METRICS_ADDRESS`, e.g. `0.0.0.0:9100`): the app port stays where
+    /// only its sidecar reaches it, Prometheus scrapes this one.
+    pub metrics_address: Option<std::net::SocketAddr>,
+}
+
+/// A token or password from the configuration: never printed, compared in
+/// constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Whether `offered` is this secret, in time that depends only on the
+    /// lengths (no early exit on the first differing byte).
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        let mine = self.0.as_bytes();
+        let differ = mine.iter().zip(offered).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        differ == 0 && mine.len() == offered.len()
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl ServerConfig {
@@ -155,6 +201,11 @@ impl ServerConfig {
             max_in_flight: var_in(src, "MAX_IN_FLIGHT", 64usize, 1..=100_000)?,
             shutdown_grace: millis(src, "SHUTDOWN_GRACE_MS", Duration::from_secs(10))?,
             clients: crate::ratelimit::ClientConfig::from_source(src)?,
+            max_body_readers: var_in(src, "MAX_BODY_READERS", 256usize, 1..=100_000)?,
+            memory_budget: var(src, "DECODE_MEMORY_BYTES", 0u64)?,
+            memory_wait: millis(src, "DECODE_MEMORY_WAIT_MS", Duration::from_secs(1))?,
+            app_api_token: src.get("APP_API_TOKEN").map(|t| Secret::new(t.trim())),
+            metrics_address: var_opt(src, "METRICS_ADDRESS")?,
         })
     }
 }
@@ -217,6 +268,18 @@ mod tests {
         assert!(err.to_string().contains("APP_PORT=\"ninety\""), "{err}");
         let src = HashMap::from([("MAX_IN_FLIGHT", "0")]);
         assert!(ServerConfig::from_source(&src, 1).is_err());
+    }
+
+    #[test]
+    fn a_secret_matches_only_itself_and_never_prints() {
+        let token = Secret::new("s3cr3t-token");
+        assert!(token.matches(b"s3cr3t-token"));
+        assert!(!token.matches(b"s3cr3t-tokem") && !token.matches(b"s3cr3t") && !token.matches(b""));
+        assert_eq!(format!("{token:?}"), "Secret(..)");
+        let src = HashMap::from([("APP_API_TOKEN", "abc"), ("METRICS_ADDRESS", "0.0.0.0:9100")]);
+        let s = ServerConfig::from_source(&src, 9005).expect("config");
+        assert!(s.app_api_token.is_some_and(|t| t.matches(b"abc")));
+        assert_eq!(s.metrics_address.map(|a| a.port()), Some(9100));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 
 use crate::config::{self, DaprConfig, ServerConfig, Source};
 use crate::dapr::DaprClient;
+use crate::error::ApiError;
 use crate::http::{probe, Probe};
+use crate::http::{Hold, Req};
 use crate::imaging::ImageLimits;
+use crate::memory::{self, Baseline};
 use crate::ratelimit::{RateLimitConfig, RateLimiter};
 use crate::record::Recorder;
 use crate::spool::Spool;
@@ -38,16 +41,41 @@ pub struct ImageServiceConfig {
     pub rate_limit: RateLimitConfig,
 }
 
+/// What an image service needs in memory: to run at all, and per pixel of
+/// the heaviest image it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryProfile {
+    /// Its VmRSS after warm-up, with headroom: what the budget leaves free.
+    pub baseline: Baseline,
+    /// Bytes a pixel of the heaviest decode it allows (decoder buffer at the
+    /// widest depth plus its working copies): sets the default pixel limit.
+    pub worst_bytes_per_pixel: u64,
+}
+
 impl ImageServiceConfig {
-    pub fn from_source(src: &dyn Source, app_id: &str, app_port: u16, dapr_http_port: u16) -> Result<Self, StartError> {
+    /// `DECODE_MEMORY_BYTES` defaults to what [`memory::default_budget`]
+    /// leaves beside `profile`'s baseline; `MAX_IMAGE_PIXELS` defaults to
+    /// what fits that budget beside one largest body.
+    pub fn from_source(
+        src: &dyn Source,
+        app_id: &str,
+        app_port: u16,
+        dapr_http_port: u16,
+        profile: MemoryProfile,
+    ) -> Result<Self, StartError> {
+        let mut server = ServerConfig::from_source(src, app_port)?;
+        let default_budget = memory::default_budget(memory::cgroup_limit(), profile.baseline.here());
+        server.memory_budget = config::var(src, "DECODE_MEMORY_BYTES", default_budget)?;
         let d = ImageLimits::default();
+        let fitting =
+            ImageLimits::fitting(server.memory_budget, server.max_body_bytes as u64, profile.worst_bytes_per_pixel);
         let limits = ImageLimits {
             max_width: config::var_in(src, "MAX_IMAGE_WIDTH", d.max_width, 1..=65_535)?,
             max_height: config::var_in(src, "MAX_IMAGE_HEIGHT", d.max_height, 1..=65_535)?,
-            max_pixels: config::var_in(src, "MAX_IMAGE_PIXELS", d.max_pixels, 1..=1_000_000_000)?,
+            max_pixels: config::var_in(src, "MAX_IMAGE_PIXELS", fitting.max_pixels, 1..=1_000_000_000)?,
         };
         Ok(Self {
-            server: ServerConfig::from_source(src, app_port)?,
+            server,
             dapr: DaprConfig::from_source(src, app_id, dapr_http_port)?,
             limits,
             events_app_id: config::var(src, "EVENTS_APP_ID", "events-service".to_owned())?,
@@ -62,8 +90,57 @@ impl ImageServiceConfig {
     }
 }
 
+/// An image's decode, admitted: the request's permit and body memory, plus
+/// what the decode will take, reserved against the memory budget, all held
+/// by the CPU work until it returns, even if the request has timed out by
+/// then.
+pub struct ImageWork {
+    hold: Hold,
+}
+
+impl ImageWork {
+    /// Reserves `cost` bytes (what the header implies: the decoder's buffers
+    /// and the service's working copies). An image that can never fit is a
+    /// 413 `image_too_large`; one that does not fit within the wait, a 503.
+    pub async fn admit(req: &mut Req, cost: u64) -> Result<Self, ApiError> {
+        let hold = req.hold();
+        let hold = match req.memory() {
+            None => hold,
+            Some(budget) => hold.with(budget.reserve(cost).await.map_err(|r| budget.image_refusal(r, cost))?),
+        };
+        Ok(Self { hold })
+    }
+
+    /// Bytes of the budget held: the body and the decode.
+    pub fn memory_bytes(&self) -> u64 {
+        self.hold.memory_bytes()
+    }
+
+    /// Runs `work` on the CPU pool ([`crate::rt::cpu`]), holding everything
+    /// until it returns.
+    pub async fn run<F, R>(self, work: F) -> Result<R, ApiError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let hold = self.hold;
+        crate::rt::cpu(move || {
+            let out = work();
+            drop(hold);
+            out
+        })
+        .await
+    }
+}
+
 /// Binds, waits for the sidecar, and returns the listener and the recorder.
 pub async fn start(config: &ImageServiceConfig) -> Result<(TcpListener, Recorder), StartError> {
+    static MAX_PIXELS: std::sync::OnceLock<prometheus::IntGauge> = std::sync::OnceLock::new();
+    MAX_PIXELS
+        .get_or_init(|| {
+            crate::metrics::gauge("image_max_pixels", "The pixel limit images are checked against (MAX_IMAGE_PIXELS).")
+        })
+        .set(i64::try_from(config.limits.max_pixels).unwrap_or(i64::MAX));
     let listener = crate::http::bind(&config.server).await?;
     let dapr = DaprClient::new(&config.dapr)?;
     dapr.wait_for_sidecar(config.dapr.wait_timeout).await?;

@@ -27,6 +27,20 @@ impl Default for ImageLimits {
     }
 }
 
+impl ImageLimits {
+    /// The default limits, the pixel limit lowered so that the heaviest
+    /// allowed image (`bytes_per_pixel`) fits a memory `budget` beside one
+    /// body of `max_body` bytes. A budget of 0 (none) keeps the default.
+    pub fn fitting(budget: u64, max_body: u64, bytes_per_pixel: u64) -> Self {
+        let d = Self::default();
+        if budget == 0 || bytes_per_pixel == 0 {
+            return d;
+        }
+        let pixels = budget.saturating_sub(max_body) / bytes_per_pixel;
+        Self { max_pixels: pixels.clamp(1, d.max_pixels), ..d }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImageError {
     #[error("the request body is empty; send an image")]
@@ -133,6 +147,153 @@ pub fn decoder_limits(limits: &ImageLimits) -> image::Limits {
     l.max_image_height = Some(limits.max_height);
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8));
     l
+}
+
+/// What decoding `bytes` with [`decode`] (the `image` crate) holds at its
+/// peak, from the header alone: the decoded image at its real depth (16-bit
+/// samples, alpha, a palette expanded to RGB or RGBA), plus what the decoder
+/// keeps beside it: a progressive or multi-scan JPEG's coefficients (2
+/// bytes each, every component, padded to whole MCUs: zune-jpeg holds them
+/// all before the first pixel), the canvas a GIF or WebP frame is composed
+/// on. `width` and `height` are the checked dimensions from [`intake`].
+pub fn decode_cost(bytes: &[u8], format: ImageFormat, width: u32, height: u32) -> u64 {
+    let pixels = u64::from(width) * u64::from(height);
+    match format {
+        ImageFormat::Png => {
+            let Some(png) = PngLayout::read(bytes) else { return pixels * 8 };
+            pixels * png.decoded_bytes_per_pixel()
+        }
+        ImageFormat::Jpeg => {
+            let Some(jpeg) = JpegLayout::read(bytes) else { return pixels * 4 };
+            pixels * u64::from(jpeg.output_channels()) + jpeg.coefficient_bytes(width, height)
+        }
+        ImageFormat::Gif | ImageFormat::WebP => 2 * pixels * 4,
+        _ => pixels * 4,
+    }
+}
+
+/// A PNG's IHDR, and whether a tRNS chunk comes before its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PngLayout {
+    pub bit_depth: u8,
+    /// 0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA.
+    pub color_type: u8,
+    pub interlaced: bool,
+    pub transparency: bool,
+}
+
+impl PngLayout {
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        if bytes.get(..8)? != PNG_SIGNATURE || bytes.get(12..16)? != b"IHDR" {
+            return None;
+        }
+        let ihdr = bytes.get(16..29)?;
+        let mut layout =
+            Self { bit_depth: ihdr[8], color_type: ihdr[9], interlaced: ihdr[12] != 0, transparency: false };
+        layout.transparency = png_chunk_types(bytes).take_while(|t| t != b"IDAT").any(|t| &t == b"tRNS");
+        Some(layout)
+    }
+
+    /// Samples a pixel once decoded (a palette expands to RGB, RGBA with tRNS).
+    pub fn channels(&self) -> u64 {
+        let alpha = u64::from(self.transparency);
+        match self.color_type {
+            0 => 1 + alpha,
+            2 | 3 => 3 + alpha,
+            4 => 2,
+            _ => 4,
+        }
+    }
+
+    /// Bytes a pixel the `image` crate's decode holds: 16-bit stays 16-bit.
+    pub fn decoded_bytes_per_pixel(&self) -> u64 {
+        self.channels() * if self.bit_depth == 16 { 2 } else { 1 }
+    }
+}
+
+/// The chunk types of a PNG, in order, as far as its structure holds.
+fn png_chunk_types(bytes: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
+    let mut at = Some(PNG_SIGNATURE.len());
+    std::iter::from_fn(move || {
+        let header = bytes.get(at?..at? + 8)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let kind = [header[4], header[5], header[6], header[7]];
+        // Length, type, data, CRC; checked: a declared 4 GiB overflows usize on wasm32.
+        at = usize::try_from(len).ok().and_then(|len| at?.checked_add(12)?.checked_add(len));
+        Some(kind)
+    })
+}
+
+/// A JPEG's frame header (SOFn) and how many scans it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JpegLayout {
+    /// SOF2 (or any progressive SOF), or more than one scan.
+    pub multi_scan: bool,
+    /// Each component's horizontal and vertical sampling factors.
+    pub sampling: Vec<(u8, u8)>,
+}
+
+impl JpegLayout {
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        let (mut sampling, mut progressive, mut scans) = (None, false, 0u32);
+        let mut i = 2;
+        while i + 4 <= bytes.len() {
+            if bytes[i] != 0xFF {
+                return None;
+            }
+            let marker = bytes[i + 1];
+            if marker == 0xFF {
+                i += 1;
+                continue;
+            }
+            if marker == 0xD9 {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+            let segment = bytes.get(i + 4..i + 2 + len)?;
+            match marker {
+                // SOF0-3, 5-7, 9-11, 13-15 (not DHT C4, JPG C8, DAC CC).
+                0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                    progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
+                    let count = usize::from(*segment.get(5)?);
+                    let components = segment.get(6..6 + 3 * count)?;
+                    sampling = Some(components.chunks_exact(3).map(|c| (c[1] >> 4, c[1] & 0x0F)).collect());
+                }
+                0xDA => {
+                    scans += 1;
+                    // Past the entropy-coded data to the next marker.
+                    i = next_marker(bytes, i + 2 + len).unwrap_or(bytes.len());
+                    continue;
+                }
+                _ => {}
+            }
+            i += 2 + len;
+        }
+        Some(Self { multi_scan: progressive || scans > 1, sampling: sampling? })
+    }
+
+    /// What the `image` crate decodes to: gray, RGB, or (CMYK) four.
+    pub fn output_channels(&self) -> u8 {
+        match self.sampling.len() {
+            1 => 1,
+            4 => 4,
+            _ => 3,
+        }
+    }
+
+    /// A multi-scan JPEG's coefficient buffers: every component, padded to
+    /// whole MCUs, 2 bytes a coefficient. 0 for one interleaved scan, which
+    /// is decoded an MCU row at a time.
+    pub fn coefficient_bytes(&self, width: u32, height: u32) -> u64 {
+        if !self.multi_scan {
+            return 0;
+        }
+        let h_max = u64::from(self.sampling.iter().map(|s| s.0).max().unwrap_or(1).max(1));
+        let v_max = u64::from(self.sampling.iter().map(|s| s.1).max().unwrap_or(1).max(1));
+        let mcus_x = u64::from(width).div_ceil(8 * h_max);
+        let mcus_y = u64::from(height).div_ceil(8 * v_max);
+        self.sampling.iter().map(|&(h, v)| (mcus_x * u64::from(h) * 8) * (mcus_y * u64::from(v) * 8) * 2).sum()
+    }
 }
 
 /// Whether the marker structure of `bytes` runs from SOI to an EOI marker.
@@ -333,6 +494,55 @@ mod tests {
         whole.extend_from_slice(&png_chunk(b"IEND", &[]));
         let image = decode(&whole, &ImageLimits::default()).expect("decodes");
         assert_eq!(image.into_rgb8().as_raw().as_slice(), &[200, 10, 10]);
+    }
+
+    #[test]
+    fn a_pngs_cost_is_its_decoded_size_at_its_real_depth() {
+        let rgba16 = png_header(100, 10);
+        assert_eq!(decode_cost(&rgba16, ImageFormat::Png, 100, 10), 100 * 10 * 8);
+        let gray8 = png(100, 10);
+        assert_eq!(decode_cost(&gray8, ImageFormat::Png, 100, 10), 100 * 10);
+        // A palette expands to RGB, and to RGBA with tRNS before IDAT.
+        let mut palette = png_start(4, 4, 8, 3);
+        palette.extend_from_slice(&png_chunk(b"PLTE", &[0, 0, 0]));
+        assert_eq!(PngLayout::read(&palette).map(|l| l.channels()), Some(3));
+        palette.extend_from_slice(&png_chunk(b"tRNS", &[0]));
+        palette.extend_from_slice(&png_chunk(b"IDAT", &[]));
+        assert_eq!(PngLayout::read(&palette).map(|l| l.channels()), Some(4));
+    }
+
+    #[test]
+    fn a_progressive_jpeg_costs_its_coefficients_too() {
+        let fixture = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/images").join(name);
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        for (name, progressive) in [("jpeg_progressive.jpg", true), ("jpeg_420.jpg", false), ("jpeg_444.jpg", false)] {
+            let bytes = fixture(name);
+            let (format, w, h) = intake(&bytes, &ImageLimits::default()).expect("intake");
+            let layout = JpegLayout::read(&bytes).expect("a frame header");
+            assert_eq!(layout.multi_scan, progressive, "{name}");
+            let output = u64::from(w) * u64::from(h) * u64::from(layout.output_channels());
+            let cost = decode_cost(&bytes, format, w, h);
+            if progressive {
+                // Every component's blocks, 2 bytes a coefficient: at least
+                // the luma plane's 2 bytes a pixel.
+                assert!(cost >= output + 2 * u64::from(w) * u64::from(h), "{name}: {cost}");
+            } else {
+                assert_eq!(cost, output, "{name}");
+            }
+        }
+        let l = JpegLayout { multi_scan: true, sampling: vec![(2, 2), (1, 1), (1, 1)] };
+        // 4:2:0, 33x17: MCUs of 16x16, 3x2 of them; luma 48x32, chroma 24x16 each.
+        assert_eq!(l.coefficient_bytes(33, 17), (48 * 32 + 2 * 24 * 16) * 2);
+    }
+
+    #[test]
+    fn the_pixel_limit_fits_the_budget() {
+        let limits = ImageLimits::fitting(152 << 20, 16 << 20, 16);
+        assert_eq!(limits.max_pixels, (136u64 << 20) / 16);
+        assert_eq!(ImageLimits::fitting(0, 16 << 20, 16), ImageLimits::default());
+        assert_eq!(ImageLimits::fitting(u64::MAX, 0, 1).max_pixels, ImageLimits::default().max_pixels);
     }
 
     #[test]

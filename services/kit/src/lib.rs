@@ -12,6 +12,7 @@
 //! - [`app`]: a bound, routed service ready to run;
 //! - [`record`]: what image services record through Dapr after a success;
 //! - [`spool`]: events not recorded at once, kept in Dapr state until delivered;
+//! - [`memory`]: the memory budget bodies and decodes reserve from;
 //! - [`rt`]: the few places native and WASI differ;
 //! - [`imaging`] (feature `imaging`): image intake with pixel limits.
 
@@ -24,6 +25,7 @@ pub mod http;
 pub mod image_service;
 #[cfg(feature = "imaging")]
 pub mod imaging;
+pub mod memory;
 pub mod metrics;
 pub mod ratelimit;
 pub mod record;

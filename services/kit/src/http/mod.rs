@@ -3,9 +3,11 @@
 //! - [`reply`]: building answers, and the JSON error answer;
 //! - [`router`]: exact-path routes to handlers;
 //! - [`pipeline`]: one request's steps, each a named function with a named
-//!   result: route, admit (backpressure), rate-limit, read the body, run the
-//!   handler with a deadline, then answer, count and log it;
-//! - [`body`]: reading (or discarding) a body within the size and time limits;
+//!   result: route, rate-limit, read the body (a bounded number of readers,
+//!   its memory reserved), admit (backpressure), run the handler with a
+//!   deadline, then answer, count and log it;
+//! - [`body`]: reading (or discarding) a body within the size, time and
+//!   memory limits;
 //! - [`server`]: binding and the accept loop with graceful shutdown;
 //! - [`operational`]: `/healthz`, `/readyz`, `/metrics`.
 //!
@@ -25,6 +27,6 @@ mod tests;
 
 pub use operational::{probe, Probe, ProbeError};
 pub use reply::{error_reply, json, text, with_body, HandlerResult, Reply};
-pub use request::{parse_json, Req};
+pub use request::{parse_json, Hold, Req};
 pub use router::Router;
 pub use server::{bind, BindError, Server};

@@ -37,25 +37,35 @@ where
 }
 
 impl Router {
+    /// `/metrics` alone, and a `/healthz` for the listener's own check: the
+    /// router of `METRICS_ADDRESS`.
+    pub fn with_metrics_only(self) -> Self {
+        self.route(Method::GET, "/metrics", |_req| metrics()).route(Method::GET, "/healthz", |_req| async {
+            json(StatusCode::OK, &serde_json::json!({"status": "ok", "runtime": crate::rt::RUNTIME}))
+        })
+    }
+
     /// Adds `/metrics`, `/healthz` and `/readyz` (running `probes`).
     pub fn with_health(self, service: &'static str, probes: Vec<(&'static str, Probe)>) -> Self {
         let probes = Arc::new(probes);
-        self.route(Method::GET, "/metrics", |_req| async {
-            let body = crate::metrics::render()
-                .map_err(|e| ApiError::internal_error(format_args!("cannot encode metrics: {e}")))?;
-            Ok(with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body))
-        })
-        .route(Method::GET, "/healthz", move |_req| async move {
-            json(
-                StatusCode::OK,
-                &serde_json::json!({"status": "ok", "service": service, "runtime": crate::rt::RUNTIME}),
-            )
-        })
-        .route(Method::GET, "/readyz", move |_req| {
-            let probes = probes.clone();
-            async move { readiness(service, &probes).await }
-        })
+        self.route(Method::GET, "/metrics", |_req| metrics())
+            .route(Method::GET, "/healthz", move |_req| async move {
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({"status": "ok", "service": service, "runtime": crate::rt::RUNTIME}),
+                )
+            })
+            .route(Method::GET, "/readyz", move |_req| {
+                let probes = probes.clone();
+                async move { readiness(service, &probes).await }
+            })
     }
+}
+
+async fn metrics() -> super::HandlerResult {
+    let body =
+        crate::metrics::render().map_err(|e| ApiError::internal_error(format_args!("cannot encode metrics: {e}")))?;
+    Ok(with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body))
 }
 
 async fn readiness(service: &'static str, probes: &[(&'static str, Probe)]) -> super::HandlerResult {

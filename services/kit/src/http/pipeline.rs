@@ -1,8 +1,11 @@
 //! One request, start to finish, as named steps:
 //! [`Server::handle`] resolves the client ([`Server::resolve_client`]) and
 //! opens the server span, then
-//! 1. [`Server::dispatch`]: route, admit (in-flight permit), rate-limit,
-//!    read the body, run the handler with its deadline → [`Dispatched`];
+//! 1. [`Server::dispatch`]: authenticate (`APP_API_TOKEN`), route, rate-limit, receive the body (one of
+//!    `MAX_BODY_READERS`, its bytes reserved against the memory budget),
+//!    admit (in-flight permit), run the handler with its deadline →
+//!    [`Dispatched`]. The permit and the body's memory go to the handler in
+//!    [`Req`], which may hand them to its CPU work ([`Req::hold`]);
 //! 2. [`answer`]: the outcome as a reply (errors as JSON), with the
 //!    rate-limit headers, `Connection: close` if the body was left unread,
 //!    and `traceparent`;
@@ -10,20 +13,23 @@
 //!
 //! Never fails: every error is an answer.
 
-use super::body::{discard_body, read_body};
+use super::body::{discard_body, read_body, BodyRead};
 use super::operational::is_operational;
 use super::reply::{error_reply, HandlerResult, Reply};
-use super::request::Req;
+use super::request::{Hold, Req};
 use super::router::{Found, Route};
 use super::server::Server;
 use crate::error::ApiError;
+use crate::memory::Reservation;
 use crate::ratelimit::Decision;
 use crate::trace::{TraceContext, TRACEPARENT};
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, ALLOW, CONNECTION};
-use http::Method;
+use http::{Method, StatusCode};
 use hyper::body::HttpBody;
 use hyper::{Body, Request};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
@@ -118,6 +124,16 @@ impl Server {
     }
 
     async fn dispatch(&self, req: Request<Body>, head: &Head, peer: SocketAddr, span: &tracing::Span) -> Dispatched {
+        if !self.authenticated(&req, head) {
+            let (parts, body) = req.into_parts();
+            let err = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs the app API token in the dapr-api-token header",
+            );
+            let drained = self.drain(body, &parts.headers).await;
+            return Dispatched::new(self.router.template(&head.method, &head.path), Err(err), drained);
+        }
         let route = match self.router.find(&head.method, &head.path) {
             Found::Route(route) => route,
             Found::WrongMethod(allowed) => {
@@ -129,25 +145,29 @@ impl Server {
             }
         };
         let (parts, body) = req.into_parts();
-        let Ok(_permit) = self.admit(head) else {
-            let err = ApiError::unavailable("overloaded", "too many requests in flight; retry shortly");
-            return self.refuse(route, body, &parts.headers, err, HeaderMap::new()).await;
-        };
         // Decided before the body is read and the handler runs: a refused
         // request costs no body and records nothing.
         let rate_headers = match self.rate_limit(route, &parts.headers, head.client).await {
             Decision::Allow(headers) => headers,
             Decision::Refuse(err, headers) => return self.refuse(route, body, &parts.headers, err, headers).await,
         };
-        let body = match read_body(body, &parts.headers, &self.config).await {
-            Ok(body) => body,
-            Err(err) => {
-                return Dispatched { headers: rate_headers, ..Dispatched::new(route.path, Err(err), BodyState::Unread) }
-            }
+        let refused =
+            |err, body| Dispatched { headers: rate_headers.clone(), ..Dispatched::new(route.path, Err(err), body) };
+        // The body before the permit: a slow sender holds one of
+        // `MAX_BODY_READERS`, never one of the `MAX_IN_FLIGHT` permits.
+        let (body, body_memory) = match self.receive_body(body, &parts.headers, head).await {
+            Received::Body(body, memory) => (body, memory),
+            Received::Refused(err, state) => return refused(err, state),
+        };
+        let Ok(permit) = self.admit(head) else {
+            let err = ApiError::unavailable("overloaded", "too many requests in flight; retry shortly");
+            return refused(err, BodyState::Read);
         };
         if crate::metrics::enabled() {
             crate::metrics::http().request_size.with_label_values(&[route.path]).observe(body.len() as f64);
         }
+        // Kept here until the handler ends, unless it hands them to its work.
+        let held = Arc::new(Mutex::new(Hold { permit, memory: body_memory }));
         let req = Req {
             // What this request's own calls carry: this server span as their
             // parent, or (spans off) the caller's context passed through.
@@ -159,9 +179,55 @@ impl Server {
             peer,
             client: head.client,
             route: route.path,
+            held: held.clone(),
+            memory: self.memory.clone(),
         };
         let result = self.run_handler(route, req).await;
+        drop(held);
         Dispatched { headers: rate_headers, ..Dispatched::new(route.path, result, BodyState::Read) }
+    }
+
+    /// With `APP_API_TOKEN` set, whether the request carries it (daprd
+    /// sends it as `dapr-api-token`). Probes and scrapes need none.
+    fn authenticated(&self, req: &Request<Body>, head: &Head) -> bool {
+        match &self.config.app_api_token {
+            None => true,
+            Some(_) if head.operational => true,
+            Some(token) => req.headers().get(APP_TOKEN_HEADER).is_some_and(|offered| token.matches(offered.as_bytes())),
+        }
+    }
+
+    /// The body, read by one of `MAX_BODY_READERS` with its memory
+    /// reserved. Past the readers, or refused, it is drained (read and
+    /// dropped, holding nothing) before the answer.
+    async fn receive_body(&self, body: Body, headers: &HeaderMap, head: &Head) -> Received {
+        if !head.has_body {
+            return Received::Body(Bytes::new(), Reservation::default());
+        }
+        let Ok(reader) = self.body_readers.clone().try_acquire_owned() else {
+            let err = ApiError::unavailable("overloaded", "too many request bodies arriving at once; retry shortly");
+            return Received::Refused(err, self.drain(body, headers).await);
+        };
+        match read_body(body, headers, &self.config, self.memory.as_ref()).await {
+            BodyRead::Read(body, memory) => Received::Body(body, memory),
+            BodyRead::Refused { err, rest } => {
+                drop(reader);
+                let state = match rest {
+                    Some(rest) => self.drain(rest, headers).await,
+                    None => BodyState::Unread,
+                };
+                Received::Refused(err, state)
+            }
+        }
+    }
+
+    /// Reads a refused body to its end within the limits, keeping none of it.
+    async fn drain(&self, body: Body, headers: &HeaderMap) -> BodyState {
+        if discard_body(body, headers, &self.config).await {
+            BodyState::Read
+        } else {
+            BodyState::Unread
+        }
     }
 
     /// Backpressure: past `MAX_IN_FLIGHT`, answer at once rather than queue.
@@ -194,7 +260,7 @@ impl Server {
         err: ApiError,
         answer_headers: HeaderMap,
     ) -> Dispatched {
-        let drained = if discard_body(body, headers, &self.config).await { BodyState::Read } else { BodyState::Unread };
+        let drained = self.drain(body, headers).await;
         Dispatched { headers: answer_headers, ..Dispatched::new(route.path, Err(err), drained) }
     }
 
@@ -210,8 +276,17 @@ impl Server {
     }
 }
 
+/// Where daprd puts the app API token on calls to the app.
+const APP_TOKEN_HEADER: &str = "dapr-api-token";
+
 /// No in-flight permit was free.
 struct Shed;
+
+/// What [`Server::receive_body`] got.
+enum Received {
+    Body(Bytes, Reservation),
+    Refused(ApiError, BodyState),
+}
 
 /// 405 with `Allow`.
 fn wrong_method(allowed: &str) -> Reply {

@@ -2,12 +2,15 @@
 //! limits, its trace context resolved.
 
 use crate::error::ApiError;
+use crate::memory::{MemoryBudget, Reservation};
 use crate::trace::TraceContext;
 use bytes::Bytes;
 use http::header::{HeaderMap, ACCEPT};
 use http::{Method, Uri};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedSemaphorePermit;
 
 #[derive(Debug)]
 pub struct Req {
@@ -23,6 +26,37 @@ pub struct Req {
     /// The matched route template (never the raw path: safe as a label).
     pub route: &'static str,
     pub trace: TraceContext,
+    /// What the request holds while it runs: its in-flight permit and its
+    /// body's memory. Shared with the pipeline, which keeps them until the
+    /// handler ends (a handler may drop its `Req` early); [`Req::hold`]
+    /// moves them into work that may outlive both.
+    pub(super) held: Arc<Mutex<Hold>>,
+    /// The service's memory budget, for work to reserve from.
+    pub(super) memory: Option<MemoryBudget>,
+}
+
+/// A request's in-flight permit and memory, held by whoever holds this:
+/// the request, or the CPU work it handed them to, so that work which
+/// outlives its request (a timed-out decode) still counts against
+/// `MAX_IN_FLIGHT` and the memory budget until it returns.
+#[derive(Debug, Default)]
+pub struct Hold {
+    #[expect(dead_code, reason = "held for its drop: the permit goes back when the holder ends")]
+    pub(super) permit: Option<OwnedSemaphorePermit>,
+    pub(super) memory: Reservation,
+}
+
+impl Hold {
+    /// Adds `memory` to what is held.
+    pub fn with(mut self, memory: Reservation) -> Self {
+        self.memory.merge(memory);
+        self
+    }
+
+    /// Bytes of the memory budget held.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.bytes()
+    }
 }
 
 impl Req {
@@ -57,6 +91,17 @@ impl Req {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|item| item.split(';').next().map(str::trim) == Some(mime))
+    }
+
+    /// Takes what the request holds (its permit, its body's memory), to move
+    /// into work that must keep it until it returns.
+    pub fn hold(&mut self) -> Hold {
+        self.held.lock().map(|mut held| std::mem::take(&mut *held)).unwrap_or_default()
+    }
+
+    /// The service's memory budget (`DECODE_MEMORY_BYTES`), if it has one.
+    pub fn memory(&self) -> Option<&MemoryBudget> {
+        self.memory.as_ref()
     }
 
     /// The client this request is accounted to (see [`Req::client`]).

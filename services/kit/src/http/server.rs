@@ -3,6 +3,7 @@
 
 use super::router::Router;
 use crate::config::ServerConfig;
+use crate::memory::MemoryBudget;
 use crate::ratelimit::RateLimiter;
 use hyper::server::conn::Http;
 use hyper::service::service_fn;
@@ -19,6 +20,10 @@ pub struct Server {
     pub(super) config: ServerConfig,
     /// One permit per request being handled (`MAX_IN_FLIGHT`).
     pub(super) in_flight: Arc<Semaphore>,
+    /// One permit per body being read (`MAX_BODY_READERS`).
+    pub(super) body_readers: Arc<Semaphore>,
+    /// Bodies and decodes held at once (`DECODE_MEMORY_BYTES`).
+    pub(super) memory: Option<MemoryBudget>,
     pub(super) limiter: Option<Arc<RateLimiter>>,
 }
 
@@ -45,8 +50,10 @@ impl Server {
     /// A server that asks `limiter` about each request before reading its body.
     pub fn with_limiter(router: Router, config: ServerConfig, limiter: Option<Arc<RateLimiter>>) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        let body_readers = Arc::new(Semaphore::new(config.max_body_readers));
+        let memory = MemoryBudget::new(config.memory_budget, config.memory_wait);
         crate::metrics::http().register_routes(router.templates());
-        Arc::new(Self { router, config, in_flight, limiter })
+        Arc::new(Self { router, config, in_flight, body_readers, memory, limiter })
     }
 
     pub fn config(&self) -> &ServerConfig {

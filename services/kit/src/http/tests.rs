@@ -274,3 +274,92 @@ async fn a_dependency_failure_answers_a_fixed_message_without_the_internal_text(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_work_keeps_its_permit_after_its_request_timed_out() {
+    let router = Router::new().route(Method::GET, "/work", |mut req: Req| async move {
+        let hold = req.hold();
+        crate::rt::cpu(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(hold);
+        })
+        .await?;
+        Ok(text(StatusCode::OK, "done"))
+    });
+    let s = server(router, &[("MAX_IN_FLIGHT", "1"), ("REQUEST_TIMEOUT_MS", "50")]);
+    let get = || Request::get("/work").body(Body::empty()).expect("req");
+    let r = s.handle(get(), peer()).await;
+    assert_eq!(body_json(r).await["error"]["code"], "timeout");
+    // The work still runs, holding the only permit: the next request is shed.
+    let r = s.handle(get(), peer()).await;
+    assert_eq!(body_json(r).await["error"]["code"], "overloaded");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.in_flight.available_permits(), 1, "released when the work returned");
+}
+
+#[tokio::test]
+async fn a_body_still_arriving_holds_a_reader_not_a_permit() {
+    let s = server(echo(), &[("MAX_IN_FLIGHT", "1"), ("MAX_BODY_READERS", "1")]);
+    let (mut sender, body) = Body::channel();
+    let slow = tokio::spawn({
+        let s = s.clone();
+        async move { s.handle(Request::post("/echo").header(CONTENT_LENGTH, "2").body(body).expect("req"), peer()).await }
+    });
+    while s.body_readers.available_permits() > 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(s.in_flight.available_permits(), 1, "the slow sender holds no in-flight permit");
+    // A request without a body is served meanwhile; one with a body finds
+    // no reader free, and is drained and answered 503.
+    let r = s.handle(Request::post("/echo").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s.handle(Request::post("/echo").body(Body::from("xy")).expect("req"), peer()).await;
+    assert_eq!(r.headers().get(CONNECTION), None, "drained, so the connection may stay");
+    assert_eq!(body_json(r).await["error"]["code"], "overloaded");
+    sender.send_data("ab".into()).await.expect("send");
+    drop(sender);
+    let r = slow.await.expect("join");
+    assert_eq!(hyper::body::to_bytes(r.into_body()).await.expect("body").as_ref(), b"ab");
+}
+
+#[tokio::test]
+async fn bodies_reserve_the_memory_budget() {
+    let s = server(echo(), &[("DECODE_MEMORY_BYTES", "4096"), ("DECODE_MEMORY_WAIT_MS", "20")]);
+    let r = s.handle(Request::post("/echo").body(Body::from(vec![7u8; 5000])).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body_json(r).await["error"]["code"], "payload_too_large");
+    let memory = s.memory.clone().expect("a budget");
+    let held = memory.reserve(3000).await.expect("room");
+    let r = s.handle(Request::post("/echo").body(Body::from(vec![7u8; 2000])).expect("req"), peer()).await;
+    assert_eq!(r.headers().get(RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+    assert_eq!(body_json(r).await["error"]["code"], "overloaded");
+    drop(held);
+    let r = s.handle(Request::post("/echo").body(Body::from(vec![7u8; 2000])).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(memory.available(), 4096, "given back with the body");
+}
+
+#[tokio::test]
+async fn with_an_app_token_every_route_but_probes_needs_it() {
+    let router = echo().with_health("svc", vec![]);
+    let s = server(router, &[("APP_API_TOKEN", "t0ken")]);
+    let post = |token: Option<&str>| {
+        let mut req = Request::post("/echo");
+        if let Some(token) = token {
+            req = req.header("dapr-api-token", token);
+        }
+        req.body(Body::from("hi")).expect("req")
+    };
+    for token in [None, Some("wrong"), Some("t0ke")] {
+        let r = s.handle(post(token), peer()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(body_json(r).await["error"]["code"], "unauthorized");
+    }
+    let r = s.handle(Request::get("/nope").body(Body::empty()).expect("req"), peer()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no route is revealed without the token");
+    assert_eq!(s.handle(post(Some("t0ken")), peer()).await.status(), StatusCode::OK);
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let r = s.handle(Request::get(probe).body(Body::empty()).expect("req"), peer()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{probe} needs no token");
+    }
+}

@@ -1,0 +1,164 @@
+//! PNG straight to 8-bit luma, a row at a time.
+//!
+//! Why not `image`'s PNG path: it decodes the whole image at its own depth
+//! first (a 16-bit RGBA PNG is 8 bytes a pixel), then `into_luma8` makes a
+//! second, luma copy. Here png strips 16-bit samples to 8 and expands
+//! palettes and low depths as it goes (`Transformations::normalize_to_color8`),
+//! and each row is turned into luma at once: the only image-sized buffer
+//! is the output. An interlaced PNG's rows arrive pass by pass, so it is
+//! decoded whole at 8 bits first (its cost counts that frame).
+//!
+//! The luma is `image`'s own conversion, applied to batches of rows, so an
+//! 8-bit PNG gives exactly what `image`'s `into_luma8` gives. A 16-bit PNG
+//! is stripped to its high byte first, which can differ from `image`'s
+//! 16-bit luma narrowed afterwards by one level.
+
+use image::DynamicImage;
+use kit::imaging::{ImageError, ImageLimits, PngLayout};
+use png::{ColorType, Transformations};
+use std::io::Cursor;
+
+/// Gray (and alpha, if any pixel is not opaque) pixels of a PNG that has
+/// been through `kit::imaging::intake`: `(has_alpha, pixels)`.
+pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<(bool, Vec<u8>), ImageError> {
+    let mut png_limits = png::Limits::default();
+    png_limits.bytes = usize::try_from(limits.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX);
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png_limits);
+    decoder.set_transformations(Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(corrupt)?;
+    let (color, _) = reader.output_color_type();
+    let info = reader.info();
+    let (width, height, interlaced) = (info.width as usize, info.height as usize, info.interlaced);
+    let samples = color.samples();
+    let has_alpha = matches!(color, ColorType::GrayscaleAlpha | ColorType::Rgba);
+    let out_channels = if has_alpha { 2 } else { 1 };
+    let mut out = Vec::with_capacity(width * height * out_channels);
+    let mut batch = RowBatch::new(width, color);
+    if interlaced {
+        let size = reader.output_buffer_size().ok_or_else(|| ImageError::Corrupt("the PNG is too large".into()))?;
+        let mut frame = vec![0u8; size];
+        let frame_info = reader.next_frame(&mut frame).map_err(corrupt)?;
+        for row in frame.chunks_exact(frame_info.line_size).take(height) {
+            batch.push(&row[..width * samples], &mut out);
+        }
+    } else {
+        while let Some(row) = reader.next_row().map_err(corrupt)? {
+            batch.push(row.data(), &mut out);
+        }
+    }
+    batch.flush(&mut out);
+    if out.len() != width * height * out_channels {
+        return Err(ImageError::Corrupt(format!("the PNG has {} bytes of pixels for {width}x{height}", out.len())));
+    }
+    if has_alpha && out.chunks_exact(2).all(|p| p[1] == u8::MAX) {
+        // Opaque after all: keep gray only, in place.
+        for i in 0..width * height {
+            out[i] = out[2 * i];
+        }
+        out.truncate(width * height);
+        return Ok((false, out));
+    }
+    Ok((has_alpha, out))
+}
+
+/// Bytes the row decode holds beside the luma it produces: one decoded
+/// row (and png's own row buffers), or, interlaced, the whole 8-bit frame.
+pub fn decode_cost(png: &PngLayout, width: u32, height: u32) -> u64 {
+    let row = u64::from(width) * png.channels();
+    // A batch of rows and its luma (RowBatch).
+    let batch = 2 * RowBatch::BYTES as u64 + 4 * row;
+    if png.interlaced {
+        row * u64::from(height) + batch
+    } else {
+        // The raw row at full depth, the previous one for unfiltering.
+        batch + 2 * row * if png.bit_depth == 16 { 2 } else { 1 }
+    }
+}
+
+/// Rows gathered up to [`RowBatch::BYTES`], then turned into luma by
+/// `image`'s own conversion (so the gray is exactly what `into_luma8` gives
+/// a whole image), a batch at a time.
+struct RowBatch {
+    width: u32,
+    color: ColorType,
+    rows: Vec<u8>,
+}
+
+impl RowBatch {
+    const BYTES: usize = 1 << 20;
+
+    fn new(width: usize, color: ColorType) -> Self {
+        Self { width: u32::try_from(width).unwrap_or(u32::MAX), color, rows: Vec::new() }
+    }
+
+    fn push(&mut self, row: &[u8], out: &mut Vec<u8>) {
+        if self.rows.len() + row.len() > Self::BYTES {
+            self.flush(out);
+        }
+        self.rows.extend_from_slice(row);
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let row_bytes = (self.width as usize * self.color.samples()).max(1);
+        let (w, h) = (self.width, u32::try_from(rows.len() / row_bytes).unwrap_or(0));
+        match self.color {
+            // normalize_to_color8 expands palettes, so Indexed never comes.
+            ColorType::Grayscale | ColorType::GrayscaleAlpha | ColorType::Indexed => out.extend_from_slice(&rows),
+            ColorType::Rgb => {
+                if let Some(rgb) = image::RgbImage::from_raw(w, h, rows) {
+                    out.extend_from_slice(DynamicImage::ImageRgb8(rgb).into_luma8().as_raw());
+                }
+            }
+            ColorType::Rgba => {
+                if let Some(rgba) = image::RgbaImage::from_raw(w, h, rows) {
+                    out.extend_from_slice(DynamicImage::ImageRgba8(rgba).into_luma_alpha8().as_raw());
+                }
+            }
+        }
+    }
+}
+
+fn corrupt(e: png::DecodingError) -> ImageError {
+    match e {
+        png::DecodingError::LimitsExceeded => ImageError::DeclaredTooLarge(e.to_string()),
+        e => ImageError::Corrupt(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, ImageFormat, Rgba};
+
+    fn encode(img: &DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
+        out
+    }
+
+    #[test]
+    fn eight_bit_rows_give_images_own_luma() {
+        let rgb = image::RgbImage::from_fn(37, 11, |x, y| image::Rgb([(x * 7) as u8, (y * 23) as u8, (x * y) as u8]));
+        let png = encode(&DynamicImage::ImageRgb8(rgb.clone()));
+        let (alpha, luma) = decode_luma(&png, &ImageLimits::default()).expect("decodes");
+        assert!(!alpha);
+        assert_eq!(luma, DynamicImage::ImageRgb8(rgb).into_luma8().into_raw());
+    }
+
+    #[test]
+    fn sixteen_bit_rgba_is_stripped_to_eight_and_keeps_its_alpha() {
+        let img: ImageBuffer<Rgba<u16>, Vec<u16>> = ImageBuffer::from_fn(9, 5, |x, y| {
+            Rgba([(x * 7000) as u16, (y * 9000) as u16, 300, if x == 0 { 0 } else { 65535 }])
+        });
+        let png = encode(&DynamicImage::ImageRgba16(img.clone()));
+        let (alpha, la) = decode_luma(&png, &ImageLimits::default()).expect("decodes");
+        assert!(alpha);
+        assert_eq!(la.len(), 9 * 5 * 2);
+        let stripped = image::RgbaImage::from_fn(9, 5, |x, y| Rgba(img.get_pixel(x, y).0.map(|v| (v >> 8) as u8)));
+        assert_eq!(la, DynamicImage::ImageRgba8(stripped).into_luma_alpha8().into_raw());
+    }
+}
