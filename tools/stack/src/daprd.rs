@@ -41,6 +41,9 @@ pub struct SidecarSpec {
     /// Variables the component YAML reads with `envRef`.
     pub env: Vec<(String, String)>,
     pub log_level: String,
+    /// The production profile: mTLS with certificates from this Sentry
+    /// (the trust anchors go in `env` as `DAPR_TRUST_ANCHORS`).
+    pub sentry_address: Option<String>,
 }
 
 /// daprd's command line for `spec`: the one place the flags are decided.
@@ -65,7 +68,9 @@ pub fn args(spec: &SidecarSpec) -> Vec<String> {
         ("--mode", "standalone".into()),
     ]
     .into_iter()
+    .chain(spec.sentry_address.iter().map(|address| ("--sentry-address", address.clone())))
     .flat_map(|(k, v)| [k.to_owned(), v])
+    .chain(spec.sentry_address.iter().map(|_| "--enable-mtls".to_owned()))
     .collect()
 }
 

@@ -13,6 +13,7 @@ pub mod paths;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod sentry;
 pub mod service;
 pub mod stack;
 pub mod zipkin;

@@ -32,6 +32,11 @@ pub fn daprd() -> PathBuf {
     from_env("DAPRD").unwrap_or_else(|| repo_root().join(".cache/bin/daprd"))
 }
 
+/// Dapr's Sentry, built beside daprd (`SENTRY`, default `.cache/bin/sentry`).
+pub fn sentry() -> PathBuf {
+    from_env("SENTRY").unwrap_or_else(|| repo_root().join(".cache/bin/sentry"))
+}
+
 /// Where cargo put the service binaries (`STACK_BIN_DIR`): beside the
 /// running executable, or its parent when that is a test in `deps/`.
 pub fn bin_dir() -> PathBuf {

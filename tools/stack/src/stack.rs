@@ -8,6 +8,7 @@ use crate::nginx::{Nginx, NginxSpec};
 use crate::process::{Mode, Proc};
 use crate::prometheus::{Prometheus, Target};
 use crate::redis::Redis;
+use crate::sentry::Sentry;
 use crate::service::{Runtime, Service};
 use crate::zipkin::Zipkin;
 use crate::{paths, wait_until, Error};
@@ -62,6 +63,44 @@ pub struct StackOptions {
     /// Ports for these services instead of the fixed or free ones (a stack
     /// started on free ports keeps them across restarts).
     pub service_ports: Vec<(Service, u16, SidecarPorts)>,
+    /// The production profile's protections (tokens, mTLS, access control).
+    pub profile: Profile,
+}
+
+/// Which of the two profiles the stack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `make up`: loopback is the boundary, no tokens.
+    Development,
+    /// What compose and Kubernetes deploy: a Dapr API token per sidecar and
+    /// an app API token per app (random per stack), Sentry and mTLS between
+    /// sidecars, and events-service's access control from
+    /// components/compose/events-config.yaml.
+    Production,
+}
+
+/// One service's credentials in the production profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// What its daprd requires on its API (`dapr-api-token`).
+    pub dapr: String,
+    /// What its app requires from its daprd (`APP_API_TOKEN`).
+    pub app: String,
+}
+
+impl Tokens {
+    fn random() -> Result<Self, Error> {
+        Ok(Self { dapr: random_hex()?, app: random_hex()? })
+    }
+}
+
+/// 128 random bits as hex, from the kernel.
+fn random_hex() -> Result<String, Error> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let path = Path::new("/dev/urandom");
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| Error::io(path, e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[derive(Debug, Clone)]
@@ -102,7 +141,14 @@ impl StackOptions {
             web: None,
             adopt_running: false,
             service_ports: Vec::new(),
+            profile: Profile::Development,
         }
+    }
+
+    /// The production profile (see [`Profile::Production`]).
+    pub fn production(mut self) -> Self {
+        self.profile = Profile::Production;
+        self
     }
 
     /// Spans to the test binary's Zipkin.
@@ -153,6 +199,8 @@ pub struct RunningService {
     pub service: Service,
     pub app_port: u16,
     pub sidecar: Sidecar,
+    /// Its tokens, in the production profile.
+    pub tokens: Option<Tokens>,
     env: Vec<(String, String)>,
     runtime: Runtime,
     mode: Mode,
@@ -290,6 +338,10 @@ struct Launch {
     /// Configuration rendered for this stack (render_dapr_config).
     spans_endpoint: String,
     dapr_config: PathBuf,
+    /// The production profile's CA, and events-service's Configuration
+    /// with access control.
+    sentry: Option<Arc<Sentry>>,
+    events_dapr_config: Option<PathBuf>,
 }
 
 impl Launch {
@@ -336,30 +388,51 @@ impl Launch {
             ("ZIPKIN_ENDPOINT".into(), self.spans_endpoint.clone()),
         ];
         env.extend(service.env(runtime));
+        let tokens = match opts.profile {
+            Profile::Development => None,
+            Profile::Production => Some(Tokens::random()?),
+        };
+        if let Some(t) = &tokens {
+            env.extend([("DAPR_API_TOKEN".into(), t.dapr.clone()), ("APP_API_TOKEN".into(), t.app.clone())]);
+        }
         // A test's setting replaces the default of the same name rather than
         // following it (WasmEdge's --env does not promise the last wins).
         env.retain(|(name, _)| !opts.service_env.iter().any(|(n, _)| n == name));
         env.extend(opts.service_env.iter().cloned());
         let name = format!("{}{suffix}", service.app_id());
-        let spec = SidecarSpec {
+        let config_file = match (&self.events_dapr_config, service) {
+            (Some(events), Service::Events) => events.clone(),
+            _ => self.dapr_config.clone(),
+        };
+        let mut sidecar_env = vec![
+            ("REDIS_HOST".into(), self.redis_address.clone()),
+            ("SECRETS_FILE".into(), self.secrets_file.display().to_string()),
+        ];
+        if let Some(t) = &tokens {
+            sidecar_env.extend([("DAPR_API_TOKEN".into(), t.dapr.clone()), ("APP_API_TOKEN".into(), t.app.clone())]);
+        }
+        let mut spec = SidecarSpec {
             app_id: service.app_id().into(),
             app_port,
             ports,
             resources_dir: paths::components_dir(),
-            config_file: self.dapr_config.clone(),
+            config_file,
             workdir: self.dir.clone(),
-            env: vec![
-                ("REDIS_HOST".into(), self.redis_address.clone()),
-                ("SECRETS_FILE".into(), self.secrets_file.display().to_string()),
-            ],
+            env: sidecar_env,
             log_level: opts.log_level.clone(),
+            sentry_address: None,
         };
+        if let Some(sentry) = &self.sentry {
+            spec.sentry_address = Some(sentry.address());
+            spec.env.push(("DAPR_TRUST_ANCHORS".into(), sentry.trust_anchors.clone()));
+        }
         let sidecar =
             Sidecar::start(spec, &logs.join(format!("daprd-{name}.log")), self.pid_mode(&format!("daprd-{name}")))?;
         Ok(RunningService {
             service,
             app_port,
             sidecar,
+            tokens,
             env,
             runtime,
             mode: self.pid_mode(&name),
@@ -425,6 +498,30 @@ fn render_dapr_config(dir: &Path, spans_endpoint: Option<&str>) -> Result<PathBu
     Ok(out)
 }
 
+/// events-service's Configuration in the production profile: this stack's
+/// rendered config plus the `accessControl` block of the one compose
+/// deploys (components/compose/events-config.yaml), so the policy tested
+/// is the policy shipped.
+fn render_events_config(dir: &Path, dapr_config: &Path) -> Result<PathBuf, Error> {
+    let source = paths::components_dir().join("compose/events-config.yaml");
+    let shipped = std::fs::read_to_string(&source).map_err(|e| Error::io(&source, e))?;
+    let block: Vec<&str> = shipped
+        .lines()
+        .skip_while(|l| *l != "  accessControl:")
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.is_empty() || l.starts_with("   ") || l.trim_start().starts_with('#'))
+        .map(|(_, l)| l)
+        .collect();
+    if block.is_empty() {
+        return Err(Error::msg(format!("{}: no spec.accessControl", source.display())));
+    }
+    let base = std::fs::read_to_string(dapr_config).map_err(|e| Error::io(dapr_config, e))?;
+    let out = dir.join("dapr-config-events.yaml");
+    let text = format!("{}\n{}\n", base.trim_end(), block.join("\n"));
+    std::fs::write(&out, text).map_err(|e| Error::io(&out, e))?;
+    Ok(out)
+}
+
 impl Stack {
     pub async fn start(opts: StackOptions) -> Result<Stack, Error> {
         opts.runtime.check(&opts.services)?;
@@ -446,6 +543,13 @@ impl Stack {
         };
         let spans_endpoint = zipkin.as_ref().map(|z| z.spans_endpoint());
         let dapr_config = render_dapr_config(&dir, spans_endpoint.as_deref())?;
+        let (sentry, events_dapr_config) = match opts.profile {
+            Profile::Development => (None, None),
+            Profile::Production => {
+                let sentry = Sentry::start(&dir.join("sentry"), pid_file("sentry")).await?;
+                (Some(Arc::new(sentry)), Some(render_events_config(&dir, &dapr_config)?))
+            }
+        };
 
         let (mariadb, database_url) = if opts.services.contains(&Service::Events) {
             match &opts.database {
@@ -477,6 +581,8 @@ impl Stack {
             secrets_file,
             spans_endpoint: spans_endpoint.clone().unwrap_or_default(),
             dapr_config,
+            sentry,
+            events_dapr_config,
         };
         let mut services: Vec<RunningService> = Vec::new();
         let mut ordered = opts.services.clone();

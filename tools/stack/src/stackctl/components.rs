@@ -319,6 +319,8 @@ pub async fn start_missing(dir: &Path, layout: &Layout, runtime: Runtime) -> Res
         web: Some(WebOptions::new(Some(layout.web))),
         adopt_running: true,
         service_ports: layout.services.clone(),
+        // `make up` is the development profile: loopback is the boundary.
+        profile: stack::stack::Profile::Development,
     };
     let stack = Stack::start(opts).await.map_err(|e| e.to_string())?;
     let _ = std::fs::write(dir.join("runtime"), stack.runtime.name());

@@ -318,6 +318,7 @@ fn daprd_args(dir: &Path, args: &[String]) -> ExitCode {
                 workdir: dir.to_owned(),
                 env: Vec::new(),
                 log_level: UP_LOG_LEVEL.into(),
+                sentry_address: None,
             };
             serde_json::json!({
                 "app_id": service.app_id(),
