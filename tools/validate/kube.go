@@ -178,6 +178,11 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 	want := ByAppID(makeUp)
 	seen := map[string]bool{}
 	deployments := map[string]*appsv1.Deployment{}
+	secrets := map[string]*corev1.Secret{}
+	for name, o := range byKind["Secret"] {
+		secrets[name] = o.(*corev1.Secret)
+	}
+	usedSecrets := map[string]string{}
 	for name, o := range byKind["Deployment"] {
 		d := o.(*appsv1.Deployment)
 		deployments[name] = d
@@ -198,7 +203,7 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 			"dapr.io/app-port": port, "dapr.io/app-protocol": "http", "dapr.io/enable-metrics": "true",
 			"dapr.io/max-body-size": flagOf(mu, "--max-body-size"), "dapr.io/log-level": flagOf(mu, "--log-level"),
 			"dapr.io/graceful-shutdown-seconds": flagOf(mu, "--dapr-graceful-shutdown-seconds"),
-			"prometheus.io/scrape":              "true", "prometheus.io/port": port, "prometheus.io/path": "/metrics",
+			"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics",
 		} {
 			if ann[k] != v {
 				errs.add("Deployment %s: annotation %s %q, want %q", name, k, ann[k], v)
@@ -212,14 +217,17 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 		if c := ann["dapr.io/config"]; !has("Configuration", c) {
 			errs.add("Deployment %s: dapr.io/config %q is not a rendered Configuration", name, c)
 		}
-		if s := ann["dapr.io/api-token-secret"]; !has("Secret", s) {
-			errs.add("Deployment %s: dapr.io/api-token-secret %q is not a rendered Secret", name, s)
-		}
 		if len(d.Spec.Template.Spec.Containers) != 1 {
 			errs.add("Deployment %s: one app container expected (daprd is injected)", name)
 			continue
 		}
 		c := d.Spec.Template.Spec.Containers[0]
+		checkKubeApp(&errs, name, id, ann, c, mu, wasm, secrets, usedSecrets)
+		if id == "events-service" {
+			if cfg, ok := byKind["Configuration"][ann["dapr.io/config"]].(*configurationapi.Configuration); ok {
+				errs = append(errs, CheckAccessControl("Configuration "+cfg.Name+" (events-service)", cfg, d.Namespace)...)
+			}
+		}
 		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != int32(mu.AppPort) {
 			errs.add("Deployment %s: container port is not %d", name, mu.AppPort)
 		}
@@ -394,6 +402,15 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 			if prefix != "appid" {
 				errs.add("Component %s: keyPrefix %q, want appid (replicas of an app share its keys)", name, prefix)
 			}
+			password := false
+			for _, m := range c.Spec.Metadata {
+				if m.Name == "redisPassword" {
+					password = m.SecretKeyRef.Name != "" && m.SecretKeyRef.Key != "" && m.Value.String() == ""
+				}
+			}
+			if !password {
+				errs.add("Component %s: redisPassword must be a secretKeyRef (Redis requires a password)", name)
+			}
 		}
 	}
 	for _, t := range []string{"state.redis", "secretstores.kubernetes"} {
@@ -405,6 +422,9 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 	for name, o := range byKind["Configuration"] {
 		configs++
 		c := o.(*configurationapi.Configuration)
+		if c.Spec.MTLSSpec == nil || c.Spec.MTLSSpec.Enabled == nil || !*c.Spec.MTLSSpec.Enabled {
+			errs.add("Configuration %s: mtls.enabled is not true", name)
+		}
 		if c.Spec.TracingSpec == nil || c.Spec.TracingSpec.Zipkin == nil {
 			errs.add("Configuration %s: no Zipkin tracing", name)
 			continue
