@@ -305,7 +305,7 @@ var (
 	// (MARIADB_PASSWORD_FILE, dapr.io/api-token-secret).
 	secretName = regexp.MustCompile(`(?i)(token|password|passwd|secret[_-]?key|api[_-]?key)$`)
 	// user:password@ in a URL.
-	urlCredentials = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^/\s:@"']+:[^@\s"'/]+@`)
+	urlCredentials = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^/\s:@"'<>]+:[^@\s"'/<>${}]+@`)
 	// The header with a value: dapr-api-token: x, dapr-api-token=x.
 	headerLiteral = regexp.MustCompile(`(?i)dapr-api-token["']?\s*[:=]\s*["']?[A-Za-z0-9_.+/-]{6,}`)
 	knownLeaks    = []string{"dev-api-token-change-me", "change-me", "changeme"}
