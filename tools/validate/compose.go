@@ -126,6 +126,7 @@ func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
 	checkComposeServices(&errs, root, p)
 	checkComposeSecrets(&errs, root, p, sidecars)
 	checkComposeSecurity(&errs, p, sidecars, want)
+	checkComposeGrants(&errs, p)
 	checkPrometheusTargets(&errs, root, p, sidecars, want)
 	checkWebFront(&errs, p, sidecars, want)
 	// Files that take their settings from the environment (Grafana's

@@ -307,7 +307,7 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 	for name, o := range byKind["Job"] {
 		j := o.(*batchv1.Job)
 		checkPodSpec(&errs, "Job "+name, &j.Spec.Template.Spec)
-		for _, c := range j.Spec.Template.Spec.Containers {
+		for _, c := range append(append([]corev1.Container{}, j.Spec.Template.Spec.InitContainers...), j.Spec.Template.Spec.Containers...) {
 			if strings.Contains(c.Image, "migrate") {
 				jobs++
 			}

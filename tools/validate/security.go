@@ -407,3 +407,69 @@ func secretLiterals(v any, path string) []string {
 	}
 	return out
 }
+
+// A GRANT statement (SQL keywords upper case, as the scripts write them)
+// to the events user.
+var grantToEvents = regexp.MustCompile("\\bGRANT\\s+([A-Z][A-Z, ]*?)\\s+ON\\s+(\\S+)\\s+TO\\s+'events'")
+
+// CheckEventsGrants: whatever the MariaDB scripts grant events-service's
+// user is SELECT, INSERT on image_evts, and nothing more; something grants
+// it that (or it could not record an event).
+func CheckEventsGrants(scripts map[string]string) []error {
+	var errs problems
+	granted := false
+	names := make([]string, 0, len(scripts))
+	for n := range scripts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var code []string // the script without its comment lines
+		for _, line := range strings.Split(scripts[name], "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+				code = append(code, line)
+			}
+		}
+		for _, m := range grantToEvents.FindAllStringSubmatch(strings.Join(code, "\n"), -1) {
+			privs := strings.Join(strings.Fields(strings.ToUpper(m[1])), " ")
+			target := strings.ReplaceAll(m[2], "`", "")
+			if privs != "SELECT, INSERT" || (target != "image_evts" && !strings.HasSuffix(target, ".image_evts")) {
+				errs.add("%s: grants events %s ON %s: events-service's user may only SELECT, INSERT on image_evts", name, privs, m[2])
+				continue
+			}
+			granted = true
+		}
+	}
+	if !granted {
+		errs.add("no script grants events SELECT, INSERT on image_evts")
+	}
+	return errs
+}
+
+// EventsGrantScripts reads the MariaDB scripts compose and Kubernetes share.
+func EventsGrantScripts(root string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, f := range []string{"mariadb-users.sh", "mariadb-grants.sh"} {
+		raw, err := os.ReadFile(filepath.Join(root, KustomizeDir, "base", "backing", f))
+		if err != nil {
+			return nil, err
+		}
+		out[f] = string(raw)
+	}
+	return out, nil
+}
+
+// checkComposeGrants: events starts after the one-shot that runs the grants.
+func checkComposeGrants(errs *problems, p *types.Project) {
+	events, ok := p.Services["events"]
+	if !ok {
+		return
+	}
+	for dep, d := range events.DependsOn {
+		s := p.Services[dep]
+		if s.Restart == "no" && d.Condition == types.ServiceConditionCompletedSuccessfully && strings.Contains(strings.Join(s.Command, " "), "mariadb-grants.sh") {
+			return
+		}
+	}
+	errs.add("events: does not wait (service_completed_successfully) for the one-shot that runs mariadb-grants.sh: its DB user would have no privileges")
+}

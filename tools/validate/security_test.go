@@ -386,3 +386,36 @@ func TestComposeSecretsScript(t *testing.T) {
 		}
 	}
 }
+
+func TestEventsUserGrants(t *testing.T) {
+	scripts, err := EventsGrantScripts(RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	report(t, CheckEventsGrants(scripts))
+	for name, bad := range map[string]string{
+		"ALL on the database": "GRANT ALL ON `events`.* TO 'events'@'%'",
+		"DELETE too":          "GRANT SELECT, INSERT, DELETE ON image_evts TO 'events'@'%'",
+		"another table":       "GRANT SELECT, INSERT ON schema_migrations TO 'events'@'%'",
+	} {
+		with := map[string]string{}
+		for k, v := range scripts {
+			with[k] = v
+		}
+		with["extra.sh"] = bad
+		expectFinding(t, name, CheckEventsGrants(with), "may only SELECT, INSERT on image_evts")
+	}
+	expectFinding(t, "no grant at all", CheckEventsGrants(map[string]string{"x.sh": "CREATE USER 'events'@'%';"}), "no script grants")
+}
+
+func TestComposeEventsWaitForTheGrants(t *testing.T) {
+	root, up := RepoRoot(), makeUp(t)
+	p, err := LoadCompose(context.Background(), root, ComposeDefault...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Services["events"]
+	delete(s.DependsOn, "db-grants")
+	p.Services["events"] = s
+	expectFinding(t, "events not waiting for db-grants", CheckCompose(root, p, up), "mariadb-grants.sh")
+}
