@@ -12,7 +12,7 @@ WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy slo-rules slo-rules-check fuzz
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy compose-secrets k8s-secrets slo-rules slo-rules-check fuzz
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -31,6 +31,9 @@ help:
 	@echo "make bench   the benchmarks (print figures)"
 	@echo "make validate-deploy  docker-compose.yml, deploy/kubernetes and dapr.yaml against the"
 	@echo "             compose-spec loader, the Kubernetes and Dapr types, and make up's sidecars"
+	@echo "make compose-secrets  the production secrets of docker compose up (tokens, passwords,"
+	@echo "             Sentry's issuer) into deploy/compose/secrets/, 0600, git-ignored; kept if present"
+	@echo "make k8s-secrets  the same for deploy/kubernetes (deploy/kubernetes/base/secrets/)"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
 	@echo "make bench-loadgen   loadgen beside oha: rate accuracy, p50, CPU per request"
@@ -146,7 +149,20 @@ KUSTOMIZE := .cache/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 $(KUSTOMIZE):
 	GOBIN=$(CURDIR)/$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
+# The production profile's secrets, generated (random, 0600, git-ignored);
+# files already there are kept. Nothing secret is committed.
+compose-secrets:
+	@scripts/compose-secrets.sh
+
+k8s-secrets:
+	@scripts/k8s-secrets.sh
+
+# compose and kustomize read the secret files, so a clean checkout gets
+# them first (the scripts keep existing ones: an operator's are never
+# replaced).
 validate-deploy: $(KUSTOMIZE) slo-rules-check
+	@scripts/compose-secrets.sh
+	@scripts/k8s-secrets.sh
 	cargo build -p stack --bin stackctl
 	cd tools/validate && STACKCTL=$(CURDIR)/target/debug/stackctl KUSTOMIZE=$(CURDIR)/$(KUSTOMIZE) go test -count=1 ./...
 

@@ -68,6 +68,11 @@ const daprdImage = "daprio/daprd:1.16.5"
 //     equal to components/config.yaml but for Zipkin's address).
 var composeFlagExceptions = map[string]bool{"--dapr-listen-addresses": true, "--resources-path": true, "--config": true}
 
+// Flags only compose's sidecars give (make up, on loopback, runs no Sentry):
+// mTLS on, certificates from the sentry service (checked in
+// checkComposeSidecar).
+var composeOnlyFlags = map[string]bool{"--enable-mtls": true, "--sentry-address": true}
+
 // CheckCompose checks a loaded compose project against make up's sidecars
 // and the rules the deployment promises (pinned images, health, limits,
 // non-root, read-only, secrets as files, only four published ports).
@@ -120,6 +125,8 @@ func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
 
 	checkComposeServices(&errs, root, p)
 	checkComposeSecrets(&errs, root, p, sidecars)
+	checkComposeSecurity(&errs, p, sidecars, want)
+	checkComposeGrants(&errs, p)
 	checkPrometheusTargets(&errs, root, p, sidecars, want)
 	checkWebFront(&errs, p, sidecars, want)
 	// Files that take their settings from the environment (Grafana's
@@ -179,20 +186,38 @@ func checkComposeSidecar(errs *problems, root string, p *types.Project, sc compo
 		}
 	}
 	for name := range sc.flags {
-		if _, ok := upFlags[name]; !ok {
+		if _, ok := upFlags[name]; !ok && !composeOnlyFlags[name] {
 			errs.add("%s: %s is not a flag make up gives daprd (tools/stack/src/daprd.rs)", sc.name, name)
 		}
+	}
+	// mTLS: on, with the compose file's own Sentry.
+	if sc.flags["--enable-mtls"] != "true" {
+		errs.add("%s: mTLS is off (want --enable-mtls=true: access control needs verified identities)", sc.name)
+	}
+	sentryHost, sentryPort, _ := strings.Cut(sc.flags["--sentry-address"], ":")
+	if sentry, ok := p.Services[sentryHost]; !ok || !strings.HasPrefix(sentry.Image, "daprio/sentry:") {
+		errs.add("%s: --sentry-address %q is not a daprio/sentry service of this file", sc.name, sc.flags["--sentry-address"])
+	} else if f, err := Flags(sentry.Command[min(1, len(sentry.Command)):]); err != nil || f["--port"] != sentryPort {
+		errs.add("%s: --sentry-address port %s is not the port %s listens on (%v)", sc.name, sentryPort, sentryHost, err)
+	}
+	if sc.service.Environment["DAPR_TRUST_ANCHORS"] == nil || !strings.Contains(*sc.service.Environment["DAPR_TRUST_ANCHORS"], "BEGIN CERTIFICATE") {
+		errs.add("%s: DAPR_TRUST_ANCHORS holds no certificate (Sentry's root, deploy/compose/secrets/trust-anchors.env)", sc.name)
 	}
 	if got := sc.flags["--dapr-listen-addresses"]; got != "0.0.0.0" {
 		errs.add("%s: --dapr-listen-addresses %q, want 0.0.0.0 (reached over the compose network)", sc.name, got)
 	}
-	// The container paths must be mounts of make up's files.
-	if host := hostPath(sc.service, sc.flags["--resources-path"]); host != upFlags["--resources-path"] {
-		errs.add("%s: --resources-path %s is %q on the host, make up uses %s", sc.name, sc.flags["--resources-path"], host, upFlags["--resources-path"])
+	// The container paths must be mounts of the compose copies of make up's
+	// files (CheckComposeConfig proves what differs).
+	composeResources := filepath.Join(root, "components", "compose", "resources")
+	if host := hostPath(sc.service, sc.flags["--resources-path"]); host != composeResources {
+		errs.add("%s: --resources-path %s is %q on the host, want %s", sc.name, sc.flags["--resources-path"], host, composeResources)
 	}
 	composeConfig := filepath.Join(root, "components", "compose", "config.yaml")
-	if host := hostPath(sc.service, sc.flags["--config"]); host != composeConfig && host != upFlags["--config"] {
-		errs.add("%s: --config %s is %q on the host, want %s or %s", sc.name, sc.flags["--config"], host, upFlags["--config"], composeConfig)
+	if mu.AppID == "events-service" {
+		composeConfig = filepath.Join(root, "components", "compose", "events-config.yaml")
+	}
+	if host := hostPath(sc.service, sc.flags["--config"]); host != composeConfig {
+		errs.add("%s: --config %s is %q on the host, want %s", sc.name, sc.flags["--config"], host, composeConfig)
 	}
 
 	app, ok := p.Services[sc.app]
@@ -276,7 +301,8 @@ func checkComposeServices(errs *problems, root string, p *types.Project) {
 	targets := dockerfileTargets(errs, p)
 	for _, name := range names {
 		s := p.Services[name]
-		sidecar := strings.HasPrefix(s.Image, "daprio/daprd")
+		// daprd and sentry: distroless, nothing to run a check with.
+		sidecar := strings.HasPrefix(s.Image, "daprio/")
 		oneShot := s.Restart == "no"
 		if !pinnedTag.MatchString(s.Image) {
 			errs.add("%s: image %q is not pinned to a version (a tag starting with a digit, or a digest)", name, s.Image)
@@ -466,63 +492,79 @@ func checkComposeSecrets(errs *problems, root string, p *types.Project, sidecars
 		errs.add("mariadb: MARIADB_PASSWORD_FILE must name a compose secret under /run/secrets")
 		return
 	}
-	events, ok := sidecars["events-service"]
+	eventsPasswordFile, ok := secretFile(db, "EVENTS_DB_PASSWORD_FILE")
 	if !ok {
+		errs.add("mariadb: EVENTS_DB_PASSWORD_FILE must name a compose secret under /run/secrets (the events user, made by mariadb-users.sh)")
 		return
 	}
-	secretsJSON, ok := secretFile(events.service, "SECRETS_FILE")
-	if !ok {
-		errs.add("%s: SECRETS_FILE must name a compose secret under /run/secrets (the local-file secret store)", events.name)
-		return
-	}
-	password, err := os.ReadFile(passwordFile)
-	if err != nil {
-		errs.add("%v", err)
-		return
-	}
-	raw, err := os.ReadFile(secretsJSON)
-	if err != nil {
-		errs.add("%v", err)
-		return
-	}
-	var secrets struct {
-		DBURL struct {
-			MySQL string `json:"MYSQL"`
-		} `json:"DB_URL"`
-	}
-	if err := json.Unmarshal(raw, &secrets); err != nil {
-		errs.add("%s: %v", secretsJSON, err)
-		return
-	}
-	u, err := url.Parse(secrets.DBURL.MySQL)
-	if err != nil || u.User == nil {
-		errs.add("%s: DB_URL:MYSQL is not a URL with credentials", secretsJSON)
-		return
-	}
-	pw, _ := u.User.Password()
 	envOf := func(k string) string {
 		if v := db.Environment[k]; v != nil {
 			return *v
 		}
 		return ""
 	}
-	if pw != strings.TrimSpace(string(password)) {
-		errs.add("the password in %s differs from %s", secretsJSON, passwordFile)
+	if envOf("MARIADB_USER") == "events" {
+		errs.add("mariadb: MARIADB_USER is events-service's user; it must be the migrate user (events may only SELECT, INSERT)")
 	}
-	if u.User.Username() != envOf("MARIADB_USER") || strings.TrimPrefix(u.Path, "/") != envOf("MARIADB_DATABASE") || u.Hostname() != "mariadb" {
-		errs.add("%s: DB_URL:MYSQL %s@%s%s does not match the mariadb service (user %s, database %s)", secretsJSON, u.User.Username(), u.Host, u.Path, envOf("MARIADB_USER"), envOf("MARIADB_DATABASE"))
-	}
-	for name, s := range p.Services {
-		for k, v := range s.Environment {
-			if v != nil && strings.TrimSpace(string(password)) != "" && strings.Contains(*v, strings.TrimSpace(string(password))) {
-				errs.add("%s: %s holds the database password in plain environment", name, k)
+	// Each URL: the right user, database and host, with the password of
+	// its file.
+	checkURL := func(service types.ServiceConfig, what, wantUser, pwFile string) {
+		secretsJSON, ok := secretFile(service, "SECRETS_FILE")
+		if !ok {
+			errs.add("%s: SECRETS_FILE must name a compose secret under /run/secrets (the local-file secret store)", what)
+			return
+		}
+		password, err := os.ReadFile(pwFile)
+		if err != nil {
+			errs.add("%v", err)
+			return
+		}
+		raw, err := os.ReadFile(secretsJSON)
+		if err != nil {
+			errs.add("%v", err)
+			return
+		}
+		var secrets struct {
+			DBURL struct {
+				MySQL string `json:"MYSQL"`
+			} `json:"DB_URL"`
+		}
+		if err := json.Unmarshal(raw, &secrets); err != nil {
+			errs.add("%s: %v", secretsJSON, err)
+			return
+		}
+		u, err := url.Parse(secrets.DBURL.MySQL)
+		if err != nil || u.User == nil {
+			errs.add("%s: DB_URL:MYSQL is not a URL with credentials", secretsJSON)
+			return
+		}
+		pw, _ := u.User.Password()
+		if pw != strings.TrimSpace(string(password)) {
+			errs.add("the password in %s differs from %s", secretsJSON, pwFile)
+		}
+		if u.User.Username() != wantUser || strings.TrimPrefix(u.Path, "/") != envOf("MARIADB_DATABASE") || u.Hostname() != "mariadb" {
+			errs.add("%s: DB_URL:MYSQL %s@%s%s, want user %s, database %s on mariadb", secretsJSON, u.User.Username(), u.Host, u.Path, wantUser, envOf("MARIADB_DATABASE"))
+		}
+		for name, s := range p.Services {
+			for k, v := range s.Environment {
+				if v != nil && strings.TrimSpace(string(password)) != "" && strings.Contains(*v, strings.TrimSpace(string(password))) {
+					errs.add("%s: %s holds a database password in plain environment", name, k)
+				}
 			}
 		}
+	}
+	if events, ok := sidecars["events-service"]; ok {
+		checkURL(events.service, events.name, "events", eventsPasswordFile)
+	}
+	if migrate, ok := p.Services["migrate"]; ok {
+		checkURL(migrate, "migrate", envOf("MARIADB_USER"), passwordFile)
+	} else {
+		errs.add("no migrate service")
 	}
 }
 
 // checkPrometheusTargets: the file_sd targets compose mounts name every
-// app's /metrics and every sidecar's metrics port, at the app's service
+// app's metrics listener (METRICS_ADDRESS) and every sidecar's metrics port, at the app's service
 // (the sidecar shares its network namespace), labelled app_id and component.
 func checkPrometheusTargets(errs *problems, root string, p *types.Project, sidecars map[string]composeSidecar, want map[string]Sidecar) {
 	prom, ok := p.Services["prometheus"]
@@ -598,8 +640,9 @@ func checkPrometheusTargets(errs *problems, root string, p *types.Project, sidec
 		if !ok {
 			continue
 		}
-		for component, port := range map[string]int{"app": mu.AppPort, "daprd": mu.MetricsPort} {
-			wantTarget := sc.app + ":" + strconv.Itoa(port)
+		_, appMetrics, _ := strings.Cut(envValue(p.Services[sc.app], "METRICS_ADDRESS"), ":")
+		for component, port := range map[string]string{"app": appMetrics, "daprd": strconv.Itoa(mu.MetricsPort)} {
+			wantTarget := sc.app + ":" + port
 			if got[id+"/"+component] != wantTarget {
 				errs.add("prometheus targets: %s %s is %q, want %s", id, component, got[id+"/"+component], wantTarget)
 			}

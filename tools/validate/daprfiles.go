@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 
+	componentsapi "github.com/dapr/dapr/pkg/apis/components/v1alpha1"
 	configurationapi "github.com/dapr/dapr/pkg/apis/configuration/v1alpha1"
 )
 
@@ -43,9 +44,85 @@ func CheckComposeConfig(root string) []error {
 		errs.add("components/config.yaml: no tracing.zipkin")
 		return errs
 	}
+	events := load("components/compose/events-config.yaml")
+	if events != nil {
+		// events-service's: the compose Configuration plus access control.
+		errs = append(errs, CheckAccessControl("components/compose/events-config.yaml", events, "default")...)
+		bare := events.DeepCopy()
+		bare.Spec.AccessControlSpec = nil
+		bare.Name = compose.Name
+		if !reflect.DeepEqual(bare, compose) {
+			errs.add("components/compose/events-config.yaml differs from components/compose/config.yaml in more than accessControl:\nconfig: %+v\nevents: %+v", compose.Spec, bare.Spec)
+		}
+	}
 	compose.Spec.TracingSpec.Zipkin.EndpointAddresss = local.Spec.TracingSpec.Zipkin.EndpointAddresss
 	if !reflect.DeepEqual(local, compose) {
 		errs.add("components/compose/config.yaml differs from components/config.yaml in more than Zipkin's address:\nlocal:   %+v\ncompose: %+v", local.Spec, compose.Spec)
+	}
+	errs = append(errs, checkComposeResources(root)...)
+	return errs
+}
+
+// checkComposeResources: components/compose/resources (compose's
+// --resources-path) holds make up's components: the same files (links to
+// them), but for the state store, which differs only in reading Redis's
+// password from REDIS_PASSWORD.
+func checkComposeResources(root string) []error {
+	var errs problems
+	dev := filepath.Join(root, "components")
+	dir := filepath.Join(dev, "compose", "resources")
+	files, _ := filepath.Glob(filepath.Join(dev, "*.yaml"))
+	for _, f := range files {
+		name := filepath.Base(f)
+		if name == "config.yaml" {
+			continue // a Configuration, given by --config
+		}
+		got := filepath.Join(dir, name)
+		if name != "statestore.yaml" {
+			if real, err := filepath.EvalSymlinks(got); err != nil || real != f {
+				errs.add("components/compose/resources/%s must be a link to components/%s (got %q, %v)", name, name, real, err)
+			}
+			continue
+		}
+		load := func(path string) *componentsapi.Component {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				errs.add("%v", err)
+				return nil
+			}
+			var c componentsapi.Component
+			if err := UnmarshalStrict(raw, &c); err != nil {
+				errs.add("%s: %v", path, err)
+				return nil
+			}
+			return &c
+		}
+		a, b := load(f), load(got)
+		if a == nil || b == nil {
+			continue
+		}
+		envRef := ""
+		strip := func(c *componentsapi.Component) {
+			kept := c.Spec.Metadata[:0]
+			for _, m := range c.Spec.Metadata {
+				if m.Name == "redisPassword" {
+					if c == b {
+						envRef = m.EnvRef
+					}
+					continue
+				}
+				kept = append(kept, m)
+			}
+			c.Spec.Metadata = kept
+		}
+		strip(a)
+		strip(b)
+		if envRef != "REDIS_PASSWORD" {
+			errs.add("components/compose/resources/statestore.yaml: redisPassword must be envRef REDIS_PASSWORD")
+		}
+		if !reflect.DeepEqual(a, b) {
+			errs.add("components/compose/resources/statestore.yaml differs from components/statestore.yaml in more than redisPassword")
+		}
 	}
 	return errs
 }

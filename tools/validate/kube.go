@@ -70,6 +70,42 @@ func Render(kustomize, dir string) ([]byte, error) {
 	return out, nil
 }
 
+// KubeSecretFiles checks that every file the base's secretGenerator reads
+// exists, without kustomize: the operator's secrets are not committed, and
+// kustomize alone would only say "no such file". The error says how to
+// create them.
+func KubeSecretFiles(base string) error {
+	raw, err := os.ReadFile(filepath.Join(base, "kustomization.yaml"))
+	if err != nil {
+		return err
+	}
+	var k struct {
+		SecretGenerator []struct {
+			Name  string   `json:"name"`
+			Files []string `json:"files"`
+		} `json:"secretGenerator"`
+	}
+	if err := yaml.Unmarshal(raw, &k); err != nil {
+		return fmt.Errorf("%s/kustomization.yaml: %w", base, err)
+	}
+	var missing []string
+	for _, g := range k.SecretGenerator {
+		for _, f := range g.Files {
+			_, path, ok := strings.Cut(f, "=")
+			if !ok {
+				path = f
+			}
+			if st, err := os.Stat(filepath.Join(base, path)); err != nil || st.Size() == 0 {
+				missing = append(missing, path)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("deploy/kubernetes: the Secrets' files are missing (%s): create them with `make k8s-secrets` (scripts/k8s-secrets.sh) or write your own, see deploy/kubernetes/base/secrets/README.md", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
 // Object is one rendered manifest, decoded into its API type.
 type Object struct {
 	Kind string
@@ -178,6 +214,11 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 	want := ByAppID(makeUp)
 	seen := map[string]bool{}
 	deployments := map[string]*appsv1.Deployment{}
+	secrets := map[string]*corev1.Secret{}
+	for name, o := range byKind["Secret"] {
+		secrets[name] = o.(*corev1.Secret)
+	}
+	usedSecrets := map[string]string{}
 	for name, o := range byKind["Deployment"] {
 		d := o.(*appsv1.Deployment)
 		deployments[name] = d
@@ -198,7 +239,7 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 			"dapr.io/app-port": port, "dapr.io/app-protocol": "http", "dapr.io/enable-metrics": "true",
 			"dapr.io/max-body-size": flagOf(mu, "--max-body-size"), "dapr.io/log-level": flagOf(mu, "--log-level"),
 			"dapr.io/graceful-shutdown-seconds": flagOf(mu, "--dapr-graceful-shutdown-seconds"),
-			"prometheus.io/scrape":              "true", "prometheus.io/port": port, "prometheus.io/path": "/metrics",
+			"prometheus.io/scrape":              "true", "prometheus.io/path": "/metrics",
 		} {
 			if ann[k] != v {
 				errs.add("Deployment %s: annotation %s %q, want %q", name, k, ann[k], v)
@@ -212,14 +253,17 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 		if c := ann["dapr.io/config"]; !has("Configuration", c) {
 			errs.add("Deployment %s: dapr.io/config %q is not a rendered Configuration", name, c)
 		}
-		if s := ann["dapr.io/api-token-secret"]; !has("Secret", s) {
-			errs.add("Deployment %s: dapr.io/api-token-secret %q is not a rendered Secret", name, s)
-		}
 		if len(d.Spec.Template.Spec.Containers) != 1 {
 			errs.add("Deployment %s: one app container expected (daprd is injected)", name)
 			continue
 		}
 		c := d.Spec.Template.Spec.Containers[0]
+		checkKubeApp(&errs, name, id, ann, c, mu, wasm, secrets, usedSecrets)
+		if id == "events-service" {
+			if cfg, ok := byKind["Configuration"][ann["dapr.io/config"]].(*configurationapi.Configuration); ok {
+				errs = append(errs, CheckAccessControl("Configuration "+cfg.Name+" (events-service)", cfg, d.Namespace)...)
+			}
+		}
 		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != int32(mu.AppPort) {
 			errs.add("Deployment %s: container port is not %d", name, mu.AppPort)
 		}
@@ -263,7 +307,7 @@ func CheckKube(objs []Object, makeUp []Sidecar, wasm bool) []error {
 	for name, o := range byKind["Job"] {
 		j := o.(*batchv1.Job)
 		checkPodSpec(&errs, "Job "+name, &j.Spec.Template.Spec)
-		for _, c := range j.Spec.Template.Spec.Containers {
+		for _, c := range append(append([]corev1.Container{}, j.Spec.Template.Spec.InitContainers...), j.Spec.Template.Spec.Containers...) {
 			if strings.Contains(c.Image, "migrate") {
 				jobs++
 			}
@@ -394,6 +438,15 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 			if prefix != "appid" {
 				errs.add("Component %s: keyPrefix %q, want appid (replicas of an app share its keys)", name, prefix)
 			}
+			password := false
+			for _, m := range c.Spec.Metadata {
+				if m.Name == "redisPassword" {
+					password = m.SecretKeyRef.Name != "" && m.SecretKeyRef.Key != "" && m.Value.String() == ""
+				}
+			}
+			if !password {
+				errs.add("Component %s: redisPassword must be a secretKeyRef (Redis requires a password)", name)
+			}
 		}
 	}
 	for _, t := range []string{"state.redis", "secretstores.kubernetes"} {
@@ -405,6 +458,9 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 	for name, o := range byKind["Configuration"] {
 		configs++
 		c := o.(*configurationapi.Configuration)
+		if c.Spec.MTLSSpec == nil || c.Spec.MTLSSpec.Enabled == nil || !*c.Spec.MTLSSpec.Enabled {
+			errs.add("Configuration %s: mtls.enabled is not true", name)
+		}
 		if c.Spec.TracingSpec == nil || c.Spec.TracingSpec.Zipkin == nil {
 			errs.add("Configuration %s: no Zipkin tracing", name)
 			continue

@@ -25,24 +25,34 @@ type Sidecar struct {
 	DaprInternalGRPCPort int      `json:"dapr_internal_grpc_port"`
 	MetricsPort          int      `json:"metrics_port"`
 	Args                 []string `json:"args"`
+	// The app's RATE_LIMIT_* settings under make up.
+	RateLimits map[string]string `json:"rate_limits"`
 }
 
 // Flags returns daprd's flags as name → value ("--app-id" → "…"), and an
-// error when they are not strictly --name value pairs or a name repeats.
+// error when they are not --name value pairs (or --name=value, the only way
+// to give a boolean flag such as --enable-mtls) or a name repeats.
 func Flags(args []string) (map[string]string, error) {
-	if len(args)%2 != 0 {
-		return nil, fmt.Errorf("odd number of daprd arguments: %q", args)
-	}
 	flags := map[string]string{}
-	for i := 0; i < len(args); i += 2 {
+	for i := 0; i < len(args); i++ {
 		name := args[i]
 		if !strings.HasPrefix(name, "--") {
 			return nil, fmt.Errorf("expected a --flag at position %d, got %q", i, name)
 		}
+		var value string
+		if n, v, ok := strings.Cut(name, "="); ok {
+			name, value = n, v
+		} else {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("flag %s has no value: %q", name, args)
+			}
+			i++
+			value = args[i]
+		}
 		if _, dup := flags[name]; dup {
 			return nil, fmt.Errorf("flag %s given twice", name)
 		}
-		flags[name] = args[i+1]
+		flags[name] = value
 	}
 	return flags, nil
 }

@@ -145,6 +145,9 @@ func renderAll(t *testing.T) map[string][]byte {
 	if err != nil || len(overlays) == 0 {
 		t.Fatalf("no overlays: %v", err)
 	}
+	if err := KubeSecretFiles(filepath.Join(root, KustomizeDir, "base")); err != nil {
+		t.Fatal(err)
+	}
 	out := map[string][]byte{}
 	for _, dir := range overlays {
 		rendered, err := Render(kustomize, dir)

@@ -17,6 +17,16 @@ pub const DEFAULT_ZIPKIN_URL: &str = "http://127.0.0.1:9411";
 /// The services' default `MAX_BODY_BYTES` (kit::config), which nginx mirrors.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// nginx's per-address `limit_req` on /api/ under `make up`, where loopback
+/// is the boundary: high enough that no bench or test meets it (compose
+/// sets its own, docker-compose.yml). `WEB_RATE` / `WEB_BURST` override.
+pub const DEFAULT_WEB_RATE: &str = "1000r/s";
+pub const DEFAULT_WEB_BURST: &str = "2000";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
 /// Everything the config template needs.
 #[derive(Debug, Clone)]
 pub struct NginxSpec {
@@ -41,6 +51,13 @@ impl NginxSpec {
             ("EVENTS_DAPR", self.events_dapr.clone()),
             ("ZIPKIN_URL", self.zipkin_url.trim_end_matches('/').to_owned()),
             ("WEB_MAX_BODY", self.max_body_bytes.to_string()),
+            ("WEB_RATE", env_or("WEB_RATE", DEFAULT_WEB_RATE)),
+            ("WEB_BURST", env_or("WEB_BURST", DEFAULT_WEB_BURST)),
+            // Each sidecar's Dapr API token: none under make up (an empty
+            // proxy_set_header sends no header); compose sets them.
+            ("GRAYSCALE_DAPR_TOKEN", env_or("GRAYSCALE_DAPR_TOKEN", "")),
+            ("CLASSIFY_DAPR_TOKEN", env_or("CLASSIFY_DAPR_TOKEN", "")),
+            ("EVENTS_DAPR_TOKEN", env_or("EVENTS_DAPR_TOKEN", "")),
         ]
     }
 }

@@ -289,8 +289,8 @@ fn start_grafana(dir: &Path, layout: &Layout) -> Result<(), String> {
 }
 
 /// `daprd-args [<app-id>]`: the sidecars `make up` starts (all, or the one
-/// named), as a JSON array: app id, ports, and daprd's flags from
-/// `daprd::args`, so deployment files that run daprd elsewhere
+/// named), as a JSON array: app id, ports, daprd's flags from
+/// `daprd::args` and the app's rate limits, so deployment files that run daprd elsewhere
 /// (docker-compose.yml, dapr.yaml) are checked against the one place the
 /// flags are decided (tools/validate).
 fn daprd_args(dir: &Path, args: &[String]) -> ExitCode {
@@ -329,6 +329,13 @@ fn daprd_args(dir: &Path, args: &[String]) -> ExitCode {
                 "dapr_internal_grpc_port": ports.internal_grpc,
                 "metrics_port": ports.metrics,
                 "args": stack::daprd::args(&spec),
+                // The app's RATE_LIMIT_* settings under make up, which the
+                // production profile repeats (tools/validate).
+                "rate_limits": service
+                    .env(Runtime::Native)
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("RATE_LIMIT_"))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
             })
         })
         .collect();
