@@ -21,8 +21,7 @@ use std::io::Cursor;
 /// Gray (and alpha, if any pixel is not opaque) pixels of a PNG that has
 /// been through `kit::imaging::intake`: `(has_alpha, pixels)`.
 pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<(bool, Vec<u8>), ImageError> {
-    let mut png_limits = png::Limits::default();
-    png_limits.bytes = usize::try_from(limits.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX);
+    let png_limits = png::Limits { bytes: usize::try_from(limits.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX) };
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png_limits);
     decoder.set_transformations(Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(corrupt)?;

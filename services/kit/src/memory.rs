@@ -111,16 +111,19 @@ pub struct MemoryBudget {
 #[derive(Debug, Default)]
 pub struct Reservation {
     permit: Option<OwnedSemaphorePermit>,
+    /// KiB held (kept here: tokio_wasi's permits cannot tell).
+    kib: u32,
 }
 
 impl Reservation {
     /// Bytes held (rounded up to whole KiB).
     pub fn bytes(&self) -> u64 {
-        self.permit.as_ref().map_or(0, |p| p.num_permits() as u64 * KIB)
+        u64::from(self.kib) * KIB
     }
 
     /// One reservation holding both.
     pub fn merge(&mut self, mut other: Reservation) {
+        self.kib += std::mem::take(&mut other.kib);
         match (&mut self.permit, other.permit.take()) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
             (mine @ None, theirs) => *mine = theirs,
@@ -131,8 +134,8 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(permit) = &self.permit {
-            metrics::reserved().sub(permit.num_permits() as i64 * KIB as i64);
+        if self.kib > 0 {
+            metrics::reserved().sub(i64::from(self.kib) * KIB as i64);
         }
     }
 }
@@ -180,7 +183,7 @@ impl MemoryBudget {
                 _ => Err(Refusal::Busy),
             },
         };
-        self.counted(acquired)
+        self.counted(acquired, kib)
     }
 
     /// Reserves `bytes` if free now.
@@ -189,7 +192,7 @@ impl MemoryBudget {
         if kib == 0 {
             return Ok(Reservation::default());
         }
-        self.counted(self.kib.clone().try_acquire_many_owned(kib).map_err(|_| Refusal::Busy))
+        self.counted(self.kib.clone().try_acquire_many_owned(kib).map_err(|_| Refusal::Busy), kib)
     }
 
     fn permits_for(&self, bytes: u64) -> Result<u32, Refusal> {
@@ -200,11 +203,11 @@ impl MemoryBudget {
         Ok(u32::try_from(bytes.div_ceil(KIB)).unwrap_or(u32::MAX))
     }
 
-    fn counted(&self, acquired: Result<OwnedSemaphorePermit, Refusal>) -> Result<Reservation, Refusal> {
+    fn counted(&self, acquired: Result<OwnedSemaphorePermit, Refusal>, kib: u32) -> Result<Reservation, Refusal> {
         match acquired {
             Ok(permit) => {
-                metrics::reserved().add(permit.num_permits() as i64 * KIB as i64);
-                Ok(Reservation { permit: Some(permit) })
+                metrics::reserved().add(i64::from(kib) * KIB as i64);
+                Ok(Reservation { permit: Some(permit), kib })
             }
             Err(refusal) => {
                 metrics::refused(refusal);
