@@ -12,7 +12,7 @@ WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-loadgen bench-ratelimit validate-deploy compose-secrets k8s-secrets slo-rules slo-rules-check fuzz
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-budget bench-loadgen bench-ratelimit validate-deploy compose-secrets k8s-secrets slo-rules slo-rules-check fuzz
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -36,6 +36,7 @@ help:
 	@echo "make k8s-secrets  the same for deploy/kubernetes (deploy/kubernetes/base/secrets/)"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
+	@echo "make bench-budget         grayscale + classify with the decode memory budget on and off"
 	@echo "make bench-loadgen   loadgen beside oha: rate accuracy, p50, CPU per request"
 	@echo "make bench-ratelimit the rate limiter's added latency, p50/p99, against limiting off"
 	@echo "make slo-rules  observability/rules/slos.yml from observability/slo/slos.yml (sloth)"
@@ -136,6 +137,11 @@ bench-runtimes: daprd build wasmedge
 # (tests/benches/observability.rs; figures, no assertions).
 bench-observability: daprd zipkin build
 	cargo bench -p stack-tests --bench observability
+
+# The decode memory budget's cost on ordinary photos (issue 15): two stacks,
+# budget off and on, alternating rounds, ratios printed.
+bench-budget: daprd build
+	cargo bench -p stack-tests --bench budget
 
 # The deployment files (tools/validate): the compose-spec loader Docker
 # Compose uses, kustomize build of every overlay decoded strictly into the

@@ -18,22 +18,9 @@ umask 077
 mkdir -p "$dir"
 chmod 700 "$dir"
 
-rand() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
-# write <file> <content>: only when absent (or --force), always 0600.
-write() {
-  local f=$dir/$1
-  if [ "$force" = 1 ] || [ ! -s "$f" ]; then
-    printf '%s' "$2" > "$f.tmp"
-    chmod 600 "$f.tmp"
-    mv "$f.tmp" "$f"
-    echo "compose-secrets: wrote $f" >&2
-  fi
-}
-# value <file>: a single-value file's content, made first if needed.
-value() {
-  write "$1" "$(rand)"
-  cat "$dir/$1"
-}
+who=compose-secrets
+# shellcheck source=scripts/lib/secret-files.sh
+. scripts/lib/secret-files.sh
 
 # MariaDB: the migrate user owns the schema (MARIADB_USER), the events user
 # may only read and insert (deploy/kubernetes/base/backing/mariadb-users.sh).

@@ -37,17 +37,9 @@ fi
 umask 077
 mkdir -p "$dir"
 chmod 700 "$dir"
-rand() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
-write() {
-  local f=$dir/$1
-  if [ "$force" = 1 ] || [ ! -s "$f" ]; then
-    printf '%s' "$2" > "$f.tmp"
-    chmod 600 "$f.tmp"
-    mv "$f.tmp" "$f"
-    echo "k8s-secrets: wrote $f" >&2
-  fi
-}
-value() { write "$1" "$(rand)"; cat "$dir/$1"; }
+who=k8s-secrets
+# shellcheck source=scripts/lib/secret-files.sh
+. scripts/lib/secret-files.sh
 
 # MariaDB: migrate owns the schema (MARIADB_USER), events may only SELECT
 # and INSERT (backing/mariadb-users.sh). Host names are the in-cluster Services.

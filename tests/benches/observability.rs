@@ -28,12 +28,9 @@
 #![allow(clippy::expect_used, clippy::panic, reason = "a benchmark that cannot measure stops with the reason")]
 
 use stack::{HttpClient, Service, Stack, StackOptions};
-use stack_tests::bench::{self, env_usize};
+use stack_tests::bench::{self, env_usize, round, Request};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-/// One request of the mix: (sidecar invoke URL, body or None for GET).
-type Request = (String, Option<Vec<u8>>);
 
 fn mix(stack: &Stack) -> Result<Vec<Request>, String> {
     let images = stack::paths::shared_dir().join("images");
@@ -47,33 +44,17 @@ fn mix(stack: &Stack) -> Result<Vec<Request>, String> {
     Ok(out)
 }
 
-/// Runs the mix closed-loop for `secs` with `workers`; the latencies of the
-/// 2xx answers, and the count of the others.
-async fn round(requests: &[Request], workers: usize, secs: u64) -> (Vec<Duration>, usize) {
-    let until = Instant::now() + Duration::from_secs(secs);
-    let requests = requests.to_vec();
-    stack::client::closed_loop(
-        workers,
-        Duration::from_secs(30),
-        move |_| Instant::now() < until,
-        move |client: HttpClient, i| {
-            let (url, body) = requests[i % requests.len()].clone();
-            async move {
-                match body {
-                    Some(b) => client.post(&url, b).await,
-                    None => client.get(&url).await,
-                }
-            }
-        },
-    )
-    .await
+/// A stack's figures and the CPU its processes used meanwhile.
+struct Figures {
+    run: bench::Figures,
+    cpu: Cpu,
 }
 
-struct Figures {
-    latencies: Vec<Duration>,
-    failed: usize,
-    elapsed: Duration,
-    cpu: Cpu,
+impl std::ops::Deref for Figures {
+    type Target = bench::Figures;
+    fn deref(&self) -> &bench::Figures {
+        &self.run
+    }
 }
 
 /// CPU time by kind of process, summed over a stack's rounds.
@@ -106,14 +87,6 @@ impl Cpu {
 }
 
 impl Figures {
-    fn percentile(&self, p: f64) -> Duration {
-        let mut s = self.latencies.clone();
-        s.sort();
-        bench::percentile(&s, p)
-    }
-    fn throughput(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
     /// µs of CPU per 2xx request.
     fn per_request(&self, d: Duration) -> f64 {
         d.as_secs_f64() * 1e6 / (self.latencies.len() as f64).max(1.0)
@@ -152,20 +125,17 @@ async fn run() -> Result<(), String> {
         round(m, workers, 2).await;
     }
     let stacks = [&off, &daprd, &on];
-    let mut figures: Vec<Figures> = (0..3)
-        .map(|_| Figures { latencies: Vec::new(), failed: 0, elapsed: Duration::ZERO, cpu: Cpu::default() })
-        .collect();
+    let mut figures: Vec<Figures> =
+        (0..3).map(|_| Figures { run: bench::Figures::default(), cpu: Cpu::default() }).collect();
     for r in 0..rounds {
         // Each round in a different order, so no stack always follows the same one.
         for k in 0..mixes.len() {
             let i = (k + r) % mixes.len();
             let started = Instant::now();
             let cpu_before = Cpu::of(stacks[i]);
-            let (lat, failed) = round(&mixes[i], workers, secs).await;
+            let outcome = round(&mixes[i], workers, secs).await;
             figures[i].cpu.add_delta(cpu_before, Cpu::of(stacks[i]));
-            figures[i].elapsed += started.elapsed();
-            figures[i].latencies.extend(lat);
-            figures[i].failed += failed;
+            figures[i].run.add(started, outcome);
         }
     }
     let (off_f, daprd_f, on_f) = (&figures[0], &figures[1], &figures[2]);

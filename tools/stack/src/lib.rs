@@ -134,6 +134,32 @@ pub async fn wait_for_http(
 }
 
 /// A fresh id for names of databases, folders and the like.
+/// 128 random bits as hex, from the kernel: passwords and tokens.
+pub fn random_hex() -> Result<String, Error> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let path = std::path::Path::new("/dev/urandom");
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| Error::io(path, e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `contents` to `path`, readable by this user only (0600), for
+/// passwords and the secret store's file.
+pub fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    // An older file keeps its mode through open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(path, e))?;
+    file.write_all(contents).map_err(|e| Error::io(path, e))
+}
+
 pub fn unique_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);

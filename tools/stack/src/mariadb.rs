@@ -36,11 +36,15 @@ impl MariaDb {
     pub async fn start(dir: &Path, port: u16, mode: Mode) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let password_file = dir.join("password");
+        // 128 random bits, kept 0600 beside the data, never in an argv.
         let password = match std::fs::read_to_string(&password_file) {
-            Ok(p) => p.trim().to_owned(),
+            Ok(p) => {
+                crate::write_private(&password_file, p.as_bytes())?;
+                p.trim().to_owned()
+            }
             Err(_) => {
-                let p = format!("pw_{}", crate::unique_id());
-                std::fs::write(&password_file, &p).map_err(|e| Error::io(&password_file, e))?;
+                let p = crate::random_hex()?;
+                crate::write_private(&password_file, p.as_bytes())?;
                 p
             }
         };
@@ -111,15 +115,22 @@ impl MariaDb {
         Ok(())
     }
 
-    /// Runs SQL as root over the socket (set-up only).
+    /// Runs SQL as root over the socket (set-up only). The SQL goes in on
+    /// stdin: it may hold a password, which an argv would show to `ps`.
     pub fn root_sql(&self, sql: &str) -> Result<String, Error> {
-        let out = Command::new(bin("mariadb"))
+        use std::io::Write;
+        let mut child = Command::new(bin("mariadb"))
             .args(["--no-defaults", "--protocol=socket", "-uroot", "-N", "-B"])
             .arg(format!("--socket={}", self.socket().display()))
-            .arg("-e")
-            .arg(sql)
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .map_err(|e| Error::msg(format!("mariadb client: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(sql.as_bytes()).map_err(|e| Error::msg(format!("mariadb client: {e}")))?;
+        }
+        let out = child.wait_with_output().map_err(|e| Error::msg(format!("mariadb client: {e}")))?;
         if !out.status.success() {
             return Err(Error::msg(format!("SQL failed: {}: {}", sql, String::from_utf8_lossy(&out.stderr))));
         }

@@ -90,17 +90,8 @@ pub struct Tokens {
 
 impl Tokens {
     fn random() -> Result<Self, Error> {
-        Ok(Self { dapr: random_hex()?, app: random_hex()? })
+        Ok(Self { dapr: crate::random_hex()?, app: crate::random_hex()? })
     }
-}
-
-/// 128 random bits as hex, from the kernel.
-fn random_hex() -> Result<String, Error> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    let path = Path::new("/dev/urandom");
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| Error::io(path, e))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[derive(Debug, Clone)]
@@ -572,7 +563,7 @@ impl Stack {
         // The local-file secret store reads this; only events-service may.
         let secrets_file = dir.join("secrets.json");
         let secrets = serde_json::json!({ "DB_URL": { "MYSQL": database_url.clone().unwrap_or_default() } });
-        std::fs::write(&secrets_file, secrets.to_string()).map_err(|e| Error::io(&secrets_file, e))?;
+        crate::write_private(&secrets_file, secrets.to_string().as_bytes())?;
 
         let launch = Launch {
             opts: opts.clone(),

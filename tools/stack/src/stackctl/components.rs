@@ -299,6 +299,21 @@ impl Drop for StartLock {
     }
 }
 
+/// Applies the migrations with the migrate CLI, as an operator would, so
+/// the page works at once; it reads the URL from the secret store's file.
+fn migrate_up(dir: &Path) -> Result<(), String> {
+    let migrate = stack::paths::bin_dir().join("migrate");
+    let out = std::process::Command::new(&migrate)
+        .args(["--dir", &stack::paths::repo_root().join("migrations").display().to_string(), "up"])
+        .env("SECRETS_FILE", dir.join("secrets.json"))
+        .output()
+        .map_err(|e| format!("{}: {e} (build it with `make build`)", migrate.display()))?;
+    if !out.status.success() {
+        return Err(format!("migrate up failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
+}
+
 /// Starts every component of the stack that is not running (the running
 /// ones are adopted, as they are), in dependency order: stores, Zipkin,
 /// MariaDB, then each sidecar and its service, Prometheus, nginx. The same
@@ -324,6 +339,7 @@ pub async fn start_missing(dir: &Path, layout: &Layout, runtime: Runtime) -> Res
     };
     let stack = Stack::start(opts).await.map_err(|e| e.to_string())?;
     let _ = std::fs::write(dir.join("runtime"), stack.runtime.name());
+    migrate_up(dir)?;
     // Detached processes outlive their handles; `down` finds them by pid.
     drop(stack);
     Ok(())
