@@ -44,7 +44,7 @@ async fn create_event_is_idempotent_by_event_id() {
 }
 
 /// The counter `name{outcome}` in `metrics` text.
-fn counter(metrics: &str, name: &str, outcome: &str) -> u64 {
+pub(crate) fn counter(metrics: &str, name: &str, outcome: &str) -> u64 {
     metrics
         .lines()
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("outcome=\"{outcome}\"")))
@@ -126,7 +126,7 @@ async fn an_image_answered_while_events_is_down_is_recorded_once_when_it_is_back
 }
 
 /// The gauge `name` (no labels) in `metrics` text.
-fn gauge(metrics: &str, name: &str) -> Option<i64> {
+pub(crate) fn gauge(metrics: &str, name: &str) -> Option<i64> {
     metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
@@ -137,86 +137,6 @@ fn unused_spool_key(redis: &stack::redis::Redis, app_id: &str) -> String {
     let used: Vec<&str> = used.lines().collect();
     assert!(!used.is_empty(), "the spooled events are in Redis under {app_id}||event-spool:<n>");
     (0..16).map(|n| format!("{app_id}||event-spool:{n}")).find(|k| !used.contains(&k.as_str())).expect("a free slot")
-}
-
-/// Spool poison: entries written straight into a spool slot through
-/// grayscale's sidecar state API, junk and an event events-service refuses
-/// (400), ahead of a valid event in the same slot. The valid one is
-/// delivered to MariaDB, the other two move to the dead-letter key, counted
-/// by reason, and the slot is left empty.
-#[tokio::test]
-async fn junk_in_a_spool_slot_is_dead_lettered_and_the_valid_event_behind_it_delivered() {
-    let opts = StackOptions::test(&[Service::Events, Service::Grayscale])
-        .with_env("EVENT_SPOOL_DRAIN_MS", "200")
-        .with_env("EVENT_SPOOL_IDLE_CHECK_MS", "400");
-    let stack = start_with(opts).await;
-    let c = stack.client.clone();
-    let r = c.get(&stack.service(Service::Events).url("/init")).await.expect("init");
-    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
-    let gray = stack.service(Service::Grayscale);
-    let metrics_url = gray.url("/metrics");
-    let metrics = c.get(&metrics_url).await.expect("metrics").text();
-    for reason in ["not_an_event", "refused"] {
-        assert!(
-            metrics.lines().any(|l| l.starts_with("events_spool_dead_letters_total{")
-                && l.contains(&format!("reason=\"{reason}\""))
-                && l.ends_with(" 0")),
-            "events_spool_dead_letters_total{{reason={reason}}} exists at 0 from start-up:\n{metrics}"
-        );
-    }
-
-    let valid_id = "0193a7b2-7c1e-7d3a-9f00-0123456789ac";
-    let valid = serde_json::json!({"event_id": valid_id, "event_ts": 1_700_000_000_000i64, "op_type": "grayscale", "input_size": 42});
-    let refused = serde_json::json!({"event_id": "not-a-uuid", "event_ts": 1_700_000_000_000i64, "op_type": "grayscale", "input_size": 1});
-    let state_url = format!("http://127.0.0.1:{}/v1.0/state/statestore", gray.sidecar.ports().http);
-    let write = serde_json::json!([{"key": "event-spool:0", "value": [{"junk": 1}, refused, valid]}]);
-    let r = c.post(&state_url, write.to_string()).await.expect("state write");
-    assert_eq!(r.status.as_u16(), 204, "the sidecar's state API took the junk: {}", r.text());
-
-    stack
-        .eventually("the valid event behind the junk recorded", Duration::from_secs(20), || {
-            let stack = &stack;
-            // `/events` lists no event_id: the valid one is the only one of 42 bytes.
-            async move { Ok(events(stack).await.iter().any(|e| e["input_size"] == 42 && e["op_type"] == "grayscale")) }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", stack.service(Service::Grayscale).logs_tail(30)));
-    assert_eq!(events(&stack).await.len(), 1, "only the valid event is stored");
-
-    let read = |key: &str| {
-        let url = format!("{state_url}/{key}");
-        let c = c.clone();
-        async move { c.get(&url).await.expect("state read") }
-    };
-    stack
-        .eventually("the slot emptied", Duration::from_secs(10), || {
-            let slot = read("event-spool:0");
-            async move { Ok(slot.await.json() == serde_json::json!([])) }
-        })
-        .await
-        .expect("the slot holds nothing any more");
-    let dead = read("event-spool:dead").await.json();
-    let dead = dead.as_array().cloned().unwrap_or_default();
-    assert_eq!(dead.len(), 2, "{dead:?}");
-    assert_eq!(
-        (dead[0]["entry"].clone(), dead[0]["reason"].clone()),
-        (serde_json::json!({"junk": 1}), "not_an_event".into())
-    );
-    assert_eq!((dead[1]["entry"].clone(), dead[1]["reason"].clone()), (refused, "refused".into()));
-    assert!(dead[1]["error"].as_str().is_some_and(|e| e.contains("400")), "events-service's answer kept: {}", dead[1]);
-    assert_eq!(dead[0]["slot"], "event-spool:0");
-
-    let metrics = c.get(&metrics_url).await.expect("metrics").text();
-    let dead_letters = |reason: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with("events_spool_dead_letters_total{") && l.contains(&format!("reason=\"{reason}\"")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    assert_eq!((dead_letters("not_an_event"), dead_letters("refused")), (Some(1), Some(1)), "{metrics}");
-    assert_eq!(counter(&metrics, "events_spool_total", "delivered"), 1, "{metrics}");
-    assert_eq!(gauge(&metrics, "events_spool_depth"), Some(0), "{metrics}");
 }
 
 /// A dependency failure answers a fixed message per code: what daprd said
