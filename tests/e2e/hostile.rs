@@ -172,7 +172,8 @@ fn reset_peak(pid: u32) {
 /// 16 concurrent 16-bit bombs, then 8 concurrent progressive-JPEG bombs,
 /// each at the service's pixel limit: VmHWM stays within the budget plus
 /// 64 MiB over what the process held before, every answer is a clear one,
-/// and /healthz answers within 1 s throughout.
+/// and /healthz answers within 1 s throughout (natively; under WasmEdge,
+/// between decodes).
 async fn bombs_stay_within_the_budget(service: Service) {
     let stack = bomb_target(service).await;
     let app = stack.service(service);
@@ -207,7 +208,14 @@ async fn bombs_stay_within_the_budget(service: Service) {
             slowest_probe.as_millis()
         ));
         assert!(growth <= budget + 64 * MIB, "{what}: VmHWM grew {} MiB, over budget + 64 MiB", growth / MIB);
-        assert!(slowest_probe < Duration::from_secs(1), "{what}: /healthz took {slowest_probe:?}");
+        // The WasmEdge build has one thread and runs CPU work in place: a
+        // probe waits for the decode in progress (one image at the pixel
+        // limit), so there it must answer, not within 1 s. See the README.
+        let probe_bound = match stack.runtime {
+            stack::Runtime::Native => Duration::from_secs(1),
+            _ => Duration::from_secs(10),
+        };
+        assert!(slowest_probe < probe_bound, "{what}: /healthz took {slowest_probe:?}");
     }
     println!(
         "decompression bombs at {} ({} runtime, DECODE_MEMORY_BYTES {} MiB, pixel limit {}):\n{}",

@@ -104,7 +104,14 @@ impl Recorder {
                     }
                     Err(spool_error) => {
                         tracing::error!(error = %e, %spool_error, event_id, "event neither recorded nor spooled: the request fails");
-                        return Err(e.into());
+                        // Both failures are passing ones (events-service
+                        // away or shedding, the spool contended): a retry
+                        // may succeed, so say when rather than 502.
+                        return Err(crate::ApiError::unavailable(
+                            "dependency_unavailable",
+                            "a service this request needs is unavailable; retry shortly",
+                        )
+                        .with_detail(format_args!("{e}; spool: {spool_error}")));
                     }
                 },
                 _ => return Err(e.into()),
