@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -418,4 +419,37 @@ func TestComposeEventsWaitForTheGrants(t *testing.T) {
 	delete(s.DependsOn, "db-grants")
 	p.Services["events"] = s
 	expectFinding(t, "events not waiting for db-grants", CheckCompose(root, p, up), "mariadb-grants.sh")
+}
+
+// The baselines the memory check uses are the services' own: the
+// MEMORY_BASELINE constant in each app.rs, read from the source, so the
+// two cannot drift apart.
+func TestMemoryBaselineMirrorsTheServices(t *testing.T) {
+	for app, file := range map[string]string{
+		"image-api-grayscale": "services/grayscale/src/app.rs",
+		"image-api-classify":  "services/classify/src/app.rs",
+	} {
+		raw, err := os.ReadFile(filepath.Join(RepoRoot(), file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var native, wasm int64
+		found := false
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, "pub const MEMORY_BASELINE: Baseline = Baseline::mib(") {
+				_, err := fmt.Sscanf(strings.TrimPrefix(line, "pub const MEMORY_BASELINE: Baseline = Baseline::mib("), "%d, %d);", &native, &wasm)
+				if err != nil {
+					t.Fatalf("%s: cannot read MEMORY_BASELINE from %q: %v", file, line, err)
+				}
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("%s: no `pub const MEMORY_BASELINE: Baseline = Baseline::mib(native, wasm);`", file)
+		}
+		want := MemoryBaseline[app]
+		if want.Native != native<<20 || want.Wasm != wasm<<20 {
+			t.Errorf("%s: MEMORY_BASELINE is %d/%d MiB, tools/validate's MemoryBaseline %d/%d MiB", app, native, wasm, want.Native>>20, want.Wasm>>20)
+		}
+	}
 }
