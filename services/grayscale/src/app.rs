@@ -17,9 +17,11 @@ use std::time::Instant;
 
 pub const APP_ID: &str = "image-api-grayscale";
 
-/// VmRSS after warm-up is ~7 MiB natively and ~40 MiB under WasmEdge
-/// (its AOT code and runtime); the rest is headroom for the allocator, the
-/// sidecar client's pools and connection buffers.
+/// What grayscale needs besides its decode budget, natively and under
+/// WasmEdge. Measured by `hostile::` after warm-up: VmRSS 9 MiB natively,
+/// 64 MiB under WasmEdge (its AOT code and runtime); the rest is headroom
+/// for the allocator, the sidecar client's pools and connection buffers.
+/// tools/validate checks budget + baseline against the container limits.
 pub const MEMORY_BASELINE: Baseline = Baseline::mib(64, 96);
 
 pub fn config(src: &dyn Source) -> Result<ImageServiceConfig, StartError> {
