@@ -17,6 +17,7 @@ needs=(
   mvn:maven                # fetches the Zipkin jar
   nginx:nginx              # the web front (web/nginx), `make up` and tests
   chromium:chromium        # the browser tests drive Debian's, never a downloaded one
+  openssl:openssl          # compose-secrets makes Sentry's issuer (validate-deploy runs it)
 )
 missing=()
 for pair in "${needs[@]}"; do
