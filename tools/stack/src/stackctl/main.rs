@@ -233,9 +233,9 @@ async fn up(dir: &Path, runtime: Runtime) -> Result<(), String> {
     status(dir).await;
     println!(
         "\nlogs:  make logs [SERVICE=<component>] [FOLLOW=1]   (files under {0}/logs/, {0}/mariadb/, {0}/redis/, {0}/nginx/logs/)\n\
-         page:  http://127.0.0.1:{web}/ (after the /init below)\n\
+         page:  http://127.0.0.1:{web}/ (the migrations are applied: `make up` ran the migrate CLI)\n\
          look:  Zipkin http://127.0.0.1:{zipkin}/zipkin/  Prometheus http://127.0.0.1:{prom}/  metrics: GET /metrics on every app\n\
-         try:   curl http://localhost:{events}/init\n       \
+         try:   curl http://localhost:{events}/init   (the original flow; applies nothing new)\n       \
          curl http://localhost:{gray}/grayscale -X POST --data-binary '@../shared/images/hot_dog.jpg'\n\
          stop:  make down",
         dir.display(),
