@@ -134,7 +134,7 @@ async fn classify(state: Arc<State>, mut req: Req) -> HandlerResult {
     let predictions: Vec<Prediction> = work
         .run(move || {
             let state = worker_state;
-            let input = state.stage("preprocess", || state.classifier.preprocess(&body, &limits))?;
+            let input = state.stage("preprocess", || state.classifier.preprocess_checked(&body, format, &limits))?;
             let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
             Ok::<_, crate::ClassifyError>(state.classifier.top_k(&probabilities))
         })

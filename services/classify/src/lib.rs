@@ -170,6 +170,18 @@ impl Classifier {
         preprocess::decode_to_input(image_bytes, limits, width, height)
     }
 
+    /// [`Classifier::preprocess`] for bytes already through
+    /// `kit::imaging::intake` (which found `format`), without repeating it.
+    pub fn preprocess_checked(
+        &self,
+        image_bytes: &[u8],
+        format: image::ImageFormat,
+        limits: &ImageLimits,
+    ) -> Result<Vec<f32>, ClassifyError> {
+        let (width, height) = self.input_size();
+        preprocess::checked_to_input(image_bytes, format, limits, width, height)
+    }
+
     /// What [`Classifier::preprocess`] holds for an image at its peak
     /// (see [`preprocess::decode_cost`]).
     pub fn decode_cost(&self, image_bytes: &[u8], format: image::ImageFormat, width: u32, height: u32) -> u64 {

@@ -23,7 +23,20 @@ pub fn decode_to_input(
     width: u32,
     height: u32,
 ) -> Result<Vec<f32>, ClassifyError> {
-    let image = kit::imaging::decode(image_bytes, limits)?.into_rgb8();
+    let (format, _, _) = kit::imaging::intake(image_bytes, limits)?;
+    checked_to_input(image_bytes, format, limits, width, height)
+}
+
+/// [`decode_to_input`] for bytes already through `kit::imaging::intake`
+/// (which found `format`), without repeating it.
+pub fn checked_to_input(
+    image_bytes: &[u8],
+    format: image::ImageFormat,
+    limits: &ImageLimits,
+    width: u32,
+    height: u32,
+) -> Result<Vec<f32>, ClassifyError> {
+    let image = kit::imaging::decode_checked(image_bytes, format, limits)?.into_rgb8();
     Ok(to_input(&image, width, height))
 }
 

@@ -1,7 +1,7 @@
 //! The grayscale service: one route, the shared request path, the domain
 //! function on the CPU pool, the record through Dapr.
 
-use crate::grayscale_png;
+use crate::grayscale_png_checked;
 use kit::app::App;
 use kit::config::Source;
 use kit::http::{self, HandlerResult, Req, Router};
@@ -74,10 +74,11 @@ async fn grayscale(state: Arc<State>, mut req: Req) -> HandlerResult {
     let (body, limits) = (req.body.clone(), state.limits);
     // The header alone, before any pixel: a bad or oversized upload is
     // answered here, and what the decode will hold is reserved.
-    let (format, width, height) = kit::imaging::intake(&body, &limits).map_err(crate::GrayscaleError::from)?;
+    let checked = kit::imaging::intake(&body, &limits).map_err(crate::GrayscaleError::from)?;
+    let (format, width, height) = checked;
     let work = ImageWork::admit(&mut req, crate::decode_cost(&body, format, width, height)).await?;
     let started = Instant::now();
-    let png = work.run(move || grayscale_png(&body, &limits)).await??;
+    let png = work.run(move || grayscale_png_checked(&body, checked, &limits)).await??;
     if kit::metrics::enabled() {
         let format = format!("{:?}", png.source_format).to_ascii_lowercase();
         metrics().duration.with_label_values(&[&format]).observe(started.elapsed().as_secs_f64());

@@ -26,10 +26,9 @@ mod jpeg;
 mod png;
 mod png_luma;
 
-use image::{DynamicImage, ImageFormat, ImageReader};
+use image::{DynamicImage, ImageFormat};
 use kit::imaging::{self, ImageError, ImageLimits};
 use kit::ApiError;
-use std::io::Cursor;
 
 /// An 8-bit grayscale image, optionally with alpha.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,11 +94,22 @@ impl From<GrayscaleError> for ApiError {
 
 /// Decode `bytes` to grayscale and encode that as PNG.
 pub fn grayscale_png(bytes: &[u8], limits: &ImageLimits) -> Result<GrayPng, GrayscaleError> {
+    let checked = imaging::intake(bytes, limits)?;
+    grayscale_png_checked(bytes, checked, limits)
+}
+
+/// [`grayscale_png`] for `bytes` already through [`imaging::intake`]
+/// (`checked`: its format, width and height), without repeating it.
+pub fn grayscale_png_checked(
+    bytes: &[u8],
+    checked: (ImageFormat, u32, u32),
+    limits: &ImageLimits,
+) -> Result<GrayPng, GrayscaleError> {
     // Spans for traces: "grayscale" around the work; "decode" takes the
     // bytes to luma (a JPEG is decoded straight to Y, no colour step), "encode"
     // writes the PNG.
     let _work = tracing::info_span!("grayscale", input_bytes = bytes.len()).entered();
-    let luma = tracing::info_span!("decode").in_scope(|| decode_luma(bytes, limits))?;
+    let luma = tracing::info_span!("decode").in_scope(|| decode_luma_checked(bytes, checked, limits))?;
     let png = tracing::info_span!("encode", width = luma.width, height = luma.height).in_scope(|| encode_png(&luma))?;
     Ok(GrayPng {
         png,
@@ -114,7 +124,16 @@ pub fn grayscale_png(bytes: &[u8], limits: &ImageLimits) -> Result<GrayPng, Gray
 /// decoding anything, refuse a cut JPEG), then decode to 8-bit luma (see the
 /// crate docs for the maths).
 pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<LumaImage, GrayscaleError> {
-    let (format, width, height) = imaging::intake(bytes, limits)?;
+    let checked = imaging::intake(bytes, limits)?;
+    decode_luma_checked(bytes, checked, limits)
+}
+
+/// [`decode_luma`] for `bytes` already through [`imaging::intake`].
+fn decode_luma_checked(
+    bytes: &[u8],
+    (format, width, height): (ImageFormat, u32, u32),
+    limits: &ImageLimits,
+) -> Result<LumaImage, GrayscaleError> {
     if format == ImageFormat::Jpeg {
         let pixels = jpeg::decode_luma(bytes, limits)?;
         return luma_image(width, height, false, pixels, format);
@@ -123,10 +142,7 @@ pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<LumaImage, Gray
         let (has_alpha, pixels) = png_luma::decode_luma(bytes, limits)?;
         return luma_image(width, height, has_alpha, pixels, format);
     }
-    // What `imaging::decode` does after its intake, without repeating it.
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(imaging::decoder_limits(limits));
-    let decoded = reader.decode().map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let decoded = imaging::decode_checked(bytes, format, limits)?;
     let (w, h) = (decoded.width(), decoded.height());
     let (has_alpha, pixels) = to_luma(decoded);
     luma_image(w, h, has_alpha, pixels, format)

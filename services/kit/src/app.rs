@@ -81,7 +81,7 @@ impl App {
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         if let Some(addr) = self.server.config().metrics_address {
-            serve_metrics(addr).await?;
+            serve_metrics(addr, self.server.config()).await?;
         }
         tracing::info!(addr = %self.addr, "listening");
         self.server.serve(self.listener, shutdown).await.map_err(StartError::Serve)
@@ -89,11 +89,12 @@ impl App {
 }
 
 /// `METRICS_ADDRESS`: `/metrics` and `/healthz` on a listener of their own,
-/// for as long as the process runs (scrapes need no drain on shutdown).
-async fn serve_metrics(addr: SocketAddr) -> Result<(), StartError> {
+/// for as long as the process runs (scrapes need no drain on shutdown),
+/// with the app's limits but no token and no memory budget.
+async fn serve_metrics(addr: SocketAddr, app: &ServerConfig) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })?;
     let router = Router::new().with_metrics_only();
-    let config = ServerConfig { app_api_token: None, metrics_address: None, ..ServerConfig::from_source(&EMPTY, 0)? };
+    let config = ServerConfig { app_api_token: None, metrics_address: None, memory_budget: 0, ..app.clone() };
     let server = Server::new(router, config);
     tracing::info!(%addr, "serving /metrics");
     tokio::spawn(async move {
@@ -102,16 +103,6 @@ async fn serve_metrics(addr: SocketAddr) -> Result<(), StartError> {
         }
     });
     Ok(())
-}
-
-/// No settings: the defaults.
-const EMPTY: NoSettings = NoSettings;
-struct NoSettings;
-
-impl Source for NoSettings {
-    fn get(&self, _name: &str) -> Option<String> {
-        None
-    }
 }
 
 /// A service's whole life: telemetry from the environment, the runtime,

@@ -190,7 +190,14 @@ impl fmt::Debug for Secret {
 }
 
 impl ServerConfig {
+    /// With no memory budget unless `DECODE_MEMORY_BYTES` sets one.
     pub fn from_source(src: &dyn Source, default_port: u16) -> Result<Self, ConfigError> {
+        Self::with_memory_default(src, default_port, 0)
+    }
+
+    /// `DECODE_MEMORY_BYTES` defaulting to `memory_budget` (the image
+    /// services derive theirs from the cgroup limit).
+    pub fn with_memory_default(src: &dyn Source, default_port: u16, memory_budget: u64) -> Result<Self, ConfigError> {
         Ok(Self {
             host: var(src, "APP_HOST", IpAddr::from([127, 0, 0, 1]))?,
             port: var(src, "APP_PORT", default_port)?,
@@ -202,7 +209,7 @@ impl ServerConfig {
             shutdown_grace: millis(src, "SHUTDOWN_GRACE_MS", Duration::from_secs(10))?,
             clients: crate::ratelimit::ClientConfig::from_source(src)?,
             max_body_readers: var_in(src, "MAX_BODY_READERS", 256usize, 1..=100_000)?,
-            memory_budget: var(src, "DECODE_MEMORY_BYTES", 0u64)?,
+            memory_budget: var(src, "DECODE_MEMORY_BYTES", memory_budget)?,
             memory_wait: millis(src, "DECODE_MEMORY_WAIT_MS", Duration::from_secs(1))?,
             app_api_token: src.get("APP_API_TOKEN").map(|t| Secret::new(t.trim())),
             metrics_address: var_opt(src, "METRICS_ADDRESS")?,

@@ -63,9 +63,8 @@ impl ImageServiceConfig {
         dapr_http_port: u16,
         profile: MemoryProfile,
     ) -> Result<Self, StartError> {
-        let mut server = ServerConfig::from_source(src, app_port)?;
         let default_budget = memory::default_budget(memory::cgroup_limit(), profile.baseline.here());
-        server.memory_budget = config::var(src, "DECODE_MEMORY_BYTES", default_budget)?;
+        let server = ServerConfig::with_memory_default(src, app_port, default_budget)?;
         let d = ImageLimits::default();
         let fitting =
             ImageLimits::fitting(server.memory_budget, server.max_body_bytes as u64, profile.worst_bytes_per_pixel);
@@ -109,11 +108,6 @@ impl ImageWork {
             Some(budget) => hold.with(budget.reserve(cost).await.map_err(|r| budget.image_refusal(r, cost))?),
         };
         Ok(Self { hold })
-    }
-
-    /// Bytes of the budget held: the body and the decode.
-    pub fn memory_bytes(&self) -> u64 {
-        self.hold.memory_bytes()
     }
 
     /// Runs `work` on the CPU pool ([`crate::rt::cpu`]), holding everything

@@ -134,6 +134,12 @@ pub fn intake(bytes: &[u8], limits: &ImageLimits) -> Result<(ImageFormat, u32, u
 /// case a format lies in its header.
 pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
     let (format, _, _) = intake(bytes, limits)?;
+    decode_checked(bytes, format, limits)
+}
+
+/// Decode `bytes` that have been through [`intake`] (which found `format`),
+/// with the decoder's allocation cap, without repeating the intake.
+pub fn decode_checked(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decoder_limits(limits));
     reader.decode().map_err(|e| ImageError::Corrupt(e.to_string()))

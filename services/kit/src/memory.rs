@@ -186,15 +186,6 @@ impl MemoryBudget {
         self.counted(acquired, kib)
     }
 
-    /// Reserves `bytes` if free now.
-    pub fn try_reserve(&self, bytes: u64) -> Result<Reservation, Refusal> {
-        let kib = self.permits_for(bytes)?;
-        if kib == 0 {
-            return Ok(Reservation::default());
-        }
-        self.counted(self.kib.clone().try_acquire_many_owned(kib).map_err(|_| Refusal::Busy), kib)
-    }
-
     fn permits_for(&self, bytes: u64) -> Result<u32, Refusal> {
         if bytes > self.total {
             metrics::refused(Refusal::NeverFits);
@@ -338,7 +329,7 @@ mod tests {
         let budget = MemoryBudget::new(10 * MIB, Duration::from_millis(50)).expect("a budget");
         assert_eq!(budget.reserve(11 * MIB).await.err(), Some(Refusal::NeverFits));
         let mut held = budget.reserve(6 * MIB).await.expect("fits");
-        held.merge(budget.try_reserve(MIB).expect("fits too"));
+        held.merge(budget.reserve(MIB).await.expect("fits too"));
         assert_eq!((held.bytes(), budget.available()), (7 * MIB, 3 * MIB));
         assert_eq!(budget.reserve(4 * MIB).await.err(), Some(Refusal::Busy));
         let waiting = tokio::spawn({

@@ -52,11 +52,6 @@ impl Hold {
         self.memory.merge(memory);
         self
     }
-
-    /// Bytes of the memory budget held.
-    pub fn memory_bytes(&self) -> u64 {
-        self.memory.bytes()
-    }
 }
 
 impl Req {
