@@ -39,7 +39,7 @@ pub struct BindError {
 /// Binds the service's listener; port 0 picks a free one (tests).
 pub async fn bind(config: &ServerConfig) -> Result<TcpListener, BindError> {
     let addr = SocketAddr::new(config.host, config.port);
-    TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
+    crate::rt::listen(addr).await.map_err(|source| BindError { addr, source })
 }
 
 impl Server {

@@ -25,6 +25,15 @@ pub async fn shutdown_signal() {
     imp::shutdown_signal().await
 }
 
+/// A listener on `addr`. Natively with a backlog of 4096 (the usual
+/// `somaxconn`), not tokio's 1024: a burst of a thousand connects while the
+/// CPU is busy overflowed 1024 and the kernel dropped some (seen as resets
+/// in `image_input::a_thousand_concurrent_uploads…`). Under WASI, the
+/// socket library's own (1024, third_party/wasmedge_wasi_socket).
+pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    imp::listen(addr).await
+}
+
 /// Runs CPU-bound work (decoding, inference) off the async workers
 /// natively, so slow images do not stall other connections; under WASI,
 /// with one thread, in place. Spans the work opens are children of the

@@ -24,6 +24,13 @@ pub async fn shutdown_signal() {
     }
 }
 
+pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 pub async fn cpu<F, R>(work: F) -> Result<R, crate::ApiError>
 where
     F: FnOnce() -> R + Send + 'static,

@@ -11,6 +11,10 @@ pub async fn shutdown_signal() {
     std::future::pending::<()>().await;
 }
 
+pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
 /// One thread: the work runs in place.
 pub async fn cpu<F, R>(work: F) -> Result<R, crate::ApiError>
 where
