@@ -1,6 +1,6 @@
 //! The classify service's preprocessing of a request body (what
 //! `Classifier::preprocess` runs, at MobileNet's 224x224): limited decode,
-//! RGB8, bilinear resize, normalise. Inference needs the model, not fuzzed.
+//! RGB8, Pillow's bilinear resize. Inference needs the model, not fuzzed.
 #![no_main]
 
 use image_api_classify::preprocess::decode_to_input;
@@ -14,11 +14,6 @@ fuzz_target!(|bytes: &[u8]| {
     match decode_to_input(bytes, &LIMITS, INPUT_SIDE, INPUT_SIDE) {
         // Only image errors reach here; model errors are load-time.
         Err(err) => assert_client_error(&ApiError::from(err)),
-        Ok(input) => {
-            assert_eq!(input.len(), (INPUT_SIDE * INPUT_SIDE * 3) as usize);
-            // (q - 128) / 128 for a u8 q.
-            let (lowest, highest) = (-1.0f32, 127.0 / 128.0);
-            assert!(input.iter().all(|v| (lowest..=highest).contains(v)), "input outside the model's range");
-        }
+        Ok(input) => assert_eq!(input.len(), (INPUT_SIDE * INPUT_SIDE * 3) as usize),
     }
 });

@@ -57,7 +57,7 @@ fn metrics() -> &'static Metrics {
     METRICS.get_or_init(|| Metrics {
         stage: kit::metrics::histogram(
             "classify_stage_duration_seconds",
-            "Time per stage of a classification: preprocess (decode, resize, normalise) or inference.",
+            "Time per stage of a classification: preprocess (decode, resize) or inference.",
             &["stage", "backend"],
         ),
         model_load: kit::metrics::float_gauge_vec(

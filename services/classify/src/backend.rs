@@ -1,5 +1,6 @@
 //! Inference backends: something that runs the model on a preprocessed
-//! NHWC float image and returns one probability per class.
+//! image (RGB8 at the model's input size, NHWC) and returns one probability
+//! per class.
 
 use crate::ClassifyError;
 use std::path::Path;
@@ -128,10 +129,12 @@ pub trait InferenceBackend: Send + Sync {
     fn input_size(&self) -> (u32, u32);
     /// Number of classes in the model's output.
     fn output_len(&self) -> usize;
-    /// Run the model. `input` is 1xHxWx3 NHWC in `[-1, 1)`, i.e.
-    /// `(u8 - 128) / 128`, exactly the real value of the quantized model's
-    /// uint8 input; the answer is `output_len()` softmax probabilities.
-    fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError>;
+    /// Run the model. `pixels` is the image at the model's input size, 1xHxWx3
+    /// NHWC RGB8: for the quantized model exactly its uint8 input, whose real
+    /// value is `(q - 128) / 128` (`preprocess::normalise`), what a float
+    /// backend computes from it. The answer is `output_len()` softmax
+    /// probabilities.
+    fn infer(&self, pixels: &[u8]) -> Result<Vec<f32>, ClassifyError>;
 }
 
 /// Whether `kind` can run one inference on `threads` threads. Every backend

@@ -3,8 +3,8 @@
 //! and inside `wasm32-wasip1` under WasmEdge with no plugin.
 //!
 //! Load once with [`Classifier::load`], then per request
-//! [`Classifier::classify`] = [`Classifier::preprocess`] (decode, resize,
-//! normalise) → [`Classifier::infer`] → [`Classifier::top_k`]; the steps are
+//! [`Classifier::classify`] = [`Classifier::preprocess`] (decode, resize
+//! to RGB8) → [`Classifier::infer`] → [`Classifier::top_k`]; the steps are
 //! public so the service can time or trace them one by one.
 
 pub mod app;
@@ -164,8 +164,9 @@ impl Classifier {
         Ok(self.top_k(&probabilities))
     }
 
-    /// Decode (limit-checked), resize to the model's input, normalise.
-    pub fn preprocess(&self, image_bytes: &[u8], limits: &ImageLimits) -> Result<Vec<f32>, ClassifyError> {
+    /// Decode (limit-checked) and resize to the model's input: RGB8, which
+    /// is the quantized model's input as it is (see [`InferenceBackend::infer`]).
+    pub fn preprocess(&self, image_bytes: &[u8], limits: &ImageLimits) -> Result<Vec<u8>, ClassifyError> {
         let (width, height) = self.input_size();
         preprocess::decode_to_input(image_bytes, limits, width, height)
     }
@@ -177,7 +178,7 @@ impl Classifier {
         image_bytes: &[u8],
         format: image::ImageFormat,
         limits: &ImageLimits,
-    ) -> Result<Vec<f32>, ClassifyError> {
+    ) -> Result<Vec<u8>, ClassifyError> {
         let (width, height) = self.input_size();
         preprocess::checked_to_input(image_bytes, format, limits, width, height)
     }
@@ -188,9 +189,10 @@ impl Classifier {
         preprocess::decode_cost(image_bytes, format, width, height, self.input_size())
     }
 
-    /// Run the model: one probability per label.
-    pub fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
-        self.backend.infer(input)
+    /// Run the model on [`Classifier::preprocess`]'s pixels: one probability
+    /// per label.
+    pub fn infer(&self, pixels: &[u8]) -> Result<Vec<f32>, ClassifyError> {
+        self.backend.infer(pixels)
     }
 
     /// The configured number of best predictions, best first.

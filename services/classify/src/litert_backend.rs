@@ -170,10 +170,10 @@ impl InferenceBackend for LiteRtBackend {
         self.io.output.len()
     }
 
-    fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
-        self.io.check_input_len(input.len())?;
-        // (q - 128) / 128 back to q, exactly (TensorInfo::encode).
-        let raw = self.io.input.encode(input);
+    fn infer(&self, pixels: &[u8]) -> Result<Vec<f32>, ClassifyError> {
+        self.io.check_input_len(pixels.len())?;
+        // MobileNet's uint8 input is the pixels themselves: no copy.
+        let raw = self.io.input.encode_pixels(pixels);
         let mut interpreter = self.take()?;
         let answer = run_bytes(&mut interpreter, &raw, &self.io);
         self.give_back(interpreter);

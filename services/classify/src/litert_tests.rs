@@ -75,8 +75,7 @@ fn litert_is_the_default_and_scores_are_its_uint8_output() {
     let backend = litert_v2();
     let input = input_bytes("hot_dog.jpg", (224, 224));
     let raw = backend.infer_raw(&input).expect("infer");
-    let float_input: Vec<f32> = input.iter().map(|&q| preprocess::normalise(q)).collect();
-    let probabilities = backend.infer(&float_input).expect("infer");
+    let probabilities = backend.infer(&input).expect("infer");
     // score_of(probability) gives back exactly the uint8 LiteRT answered.
     let scores: Vec<u8> = probabilities.iter().map(|&p| score_of(p)).collect();
     assert_eq!(scores, raw);
@@ -197,6 +196,6 @@ fn concurrent_requests_each_get_their_answer() {
 fn litert_refuses_a_file_that_is_not_a_model() {
     let err = LiteRtBackend::load(&photo_path("cat_720p.jpg")).expect_err("not a model");
     assert!(matches!(err, ClassifyError::InvalidModel { .. }), "{err}");
-    let err = litert_v2().infer(&[0.0; 10]).expect_err("wrong length");
+    let err = litert_v2().infer(&[0; 10]).expect_err("wrong length");
     assert!(matches!(err, ClassifyError::Inference(_)), "{err}");
 }

@@ -148,6 +148,21 @@ impl TensorInfo {
         Ok(TensorInfo { name, element, shape, quantization: tensor.quantization })
     }
 
+    /// The model's input from the image's RGB8 bytes at its size: the bytes
+    /// themselves for a uint8 input quantized as MobileNet's (scale 1/128,
+    /// zero point 128: a byte's real value is [`normalise`]d, exactly), so
+    /// nothing is computed or copied; otherwise [`TensorInfo::encode`] of
+    /// their real values.
+    ///
+    /// [`normalise`]: crate::preprocess::normalise
+    pub fn encode_pixels<'a>(&self, pixels: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.element == Element::U8 && self.quantization.is_none_or(|q| q == (1.0 / 128.0, 128)) {
+            return std::borrow::Cow::Borrowed(pixels);
+        }
+        let real: Vec<f32> = pixels.iter().map(|&q| crate::preprocess::normalise(q)).collect();
+        std::borrow::Cow::Owned(self.encode(&real))
+    }
+
     /// The model's input from this backend's float image: `input` is
     /// `(q - 128) / 128` of the image's bytes, so a uint8 input quantized
     /// with scale 1/128 and zero point 128 (MobileNet's) gets those bytes
@@ -258,10 +273,10 @@ impl<H: TfliteHost> PluginBackend<H> {
         &self.io
     }
 
-    fn run(&self, session: u32, input: &[f32]) -> Result<Vec<f32>, PluginError> {
+    fn run(&self, session: u32, pixels: &[u8]) -> Result<Vec<f32>, PluginError> {
         let call = |call: &'static str| move |errno| PluginError::Call { call, errno };
         let (inp, out) = (&self.io.input, &self.io.output);
-        self.host.append_input(session, &inp.name, &inp.encode(input)).map_err(call("append_input"))?;
+        self.host.append_input(session, &inp.name, &inp.encode_pixels(pixels)).map_err(call("append_input"))?;
         self.host.run_session(session).map_err(call("run_session"))?;
         let tensor = self.host.get_output_tensor(session, &out.name).map_err(call("get_output_tensor"))?;
         let len = self.host.get_tensor_len(session, tensor).map_err(call("get_tensor_len"))? as usize;
@@ -287,11 +302,11 @@ impl<H: TfliteHost> InferenceBackend for PluginBackend<H> {
         self.io.output.len()
     }
 
-    fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
-        self.io.check_input_len(input.len())?;
+    fn infer(&self, pixels: &[u8]) -> Result<Vec<f32>, ClassifyError> {
+        self.io.check_input_len(pixels.len())?;
         let session =
             self.session.lock().map_err(|_| ClassifyError::Inference("the plugin session lock is poisoned".into()))?;
-        Ok(self.run(*session, input)?)
+        Ok(self.run(*session, pixels)?)
     }
 }
 
@@ -519,6 +534,12 @@ mod tests {
         let bytes: Vec<u8> = (0..=255).collect();
         let floats: Vec<f32> = bytes.iter().map(|&b| normalise(b)).collect();
         assert_eq!(io.input.encode(&floats), bytes);
+        // The pixels are that input as they are: borrowed, not converted.
+        assert!(matches!(io.input.encode_pixels(&bytes), std::borrow::Cow::Borrowed(b) if b == bytes.as_slice()));
+        // Another quantization gets its own bytes, through the real values.
+        let other = TensorInfo { quantization: Some((1.0 / 64.0, 100)), ..io.input.clone() };
+        assert_eq!(other.encode_pixels(&bytes).into_owned(), other.encode(&floats));
+        assert_ne!(other.encode(&floats), bytes);
     }
 
     #[test]
@@ -583,11 +604,10 @@ mod tests {
         assert_eq!((backend.input_size(), backend.output_len()), ((224, 224), 1001));
         let labels: Vec<String> = (0..1001).map(|i| format!("class {i}")).collect();
         let classifier = Classifier::from_backend(Box::new(backend), labels, 2).expect("classifier");
-        let input: Vec<f32> = pixels.iter().map(|&b| normalise(b)).collect();
-        let probabilities = classifier.infer(&input).expect("infer");
+        let probabilities = classifier.infer(&pixels).expect("infer");
         let top = classifier.top_k(&probabilities);
         assert_eq!((top[0].index, top[0].score, top[1].index, top[1].score), (935, 249, 934, 3));
-        assert!(matches!(classifier.infer(&input[1..]), Err(ClassifyError::Inference(_))), "a short input is refused");
+        assert!(matches!(classifier.infer(&pixels[1..]), Err(ClassifyError::Inference(_))), "a short input is refused");
         drop(classifier);
         assert_eq!(deleted.load(Ordering::SeqCst), 7, "the session is deleted with the backend");
     }
@@ -603,7 +623,7 @@ mod tests {
             deleted: Default::default(),
         };
         let backend = PluginBackend::load(&shared(V2), fake).expect("load");
-        let e = backend.infer(&vec![0.0; io.input.len()]).expect_err("refused");
+        let e = backend.infer(&vec![128; io.input.len()]).expect_err("refused");
         assert!(e.to_string().contains("expected 1001"), "{e}");
     }
 }

@@ -1,8 +1,11 @@
 //! Image to model input, as the reference (Python LiteRT fed by Pillow) does
 //! for a uint8 model: RGB8, Pillow's bilinear resize ([`resize_like_pillow`]:
 //! antialiased, a triangle filter widened by the downscale factor, in
-//! Pillow's own fixed point, so its bytes exactly), then the real value of
-//! that u8 under the input quantization (zero point 128, scale 1/128).
+//! Pillow's own fixed point, so its bytes exactly). Those bytes are the
+//! quantized model's input as they are; a float backend takes their real
+//! value under the input quantization ([`normalise`]: zero point 128, scale
+//! 1/128). Kept as bytes to the engine: LiteRT takes them without a copy,
+//! where a float detour cost two image-sized conversions per request.
 //!
 //! Why Pillow's resize: the scores are the reference's only with its input.
 //! On hot_dog LiteRT answers 227/255 after Pillow's bilinear and 248/255 after
@@ -22,7 +25,7 @@ pub fn decode_to_input(
     limits: &ImageLimits,
     width: u32,
     height: u32,
-) -> Result<Vec<f32>, ClassifyError> {
+) -> Result<Vec<u8>, ClassifyError> {
     let (format, _, _) = kit::imaging::intake(image_bytes, limits)?;
     checked_to_input(image_bytes, format, limits, width, height)
 }
@@ -35,7 +38,7 @@ pub fn checked_to_input(
     limits: &ImageLimits,
     width: u32,
     height: u32,
-) -> Result<Vec<f32>, ClassifyError> {
+) -> Result<Vec<u8>, ClassifyError> {
     let image = kit::imaging::decode_checked(image_bytes, format, limits)?.into_rgb8();
     Ok(to_input(&image, width, height))
 }
@@ -217,9 +220,9 @@ pub fn resize_like_pillow(image: &RgbImage, width: u32, height: u32) -> Vec<u8> 
     out
 }
 
-/// The model input for `image`: resized as Pillow does, then normalised.
-pub fn to_input(image: &RgbImage, width: u32, height: u32) -> Vec<f32> {
-    resize_like_pillow(image, width, height).into_iter().map(normalise).collect()
+/// The model input for `image`: resized as Pillow does, RGB8.
+pub fn to_input(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
+    resize_like_pillow(image, width, height)
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ fn the_image_limits_apply() {
 
 #[test]
 fn wrong_input_length_is_an_inference_error() {
-    let err = v2().infer(&[0.0; 10]).expect_err("must fail");
+    let err = v2().infer(&[0; 10]).expect_err("must fail");
     assert!(matches!(err, ClassifyError::Inference(_)), "{err}");
 }
 

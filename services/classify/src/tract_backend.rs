@@ -79,9 +79,11 @@ impl InferenceBackend for TractBackend {
         self.output_len
     }
 
-    fn infer(&self, input: &[f32]) -> Result<Vec<f32>, ClassifyError> {
+    fn infer(&self, pixels: &[u8]) -> Result<Vec<f32>, ClassifyError> {
         let failed = |e: TractError| ClassifyError::Inference(format!("{e:#}"));
-        let tensor = Tensor::from_shape(&self.input_shape, input).map_err(failed)?;
+        // The float model takes the quantized input's real values.
+        let input: Vec<f32> = pixels.iter().map(|&q| crate::preprocess::normalise(q)).collect();
+        let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(failed)?;
         let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(failed)?;
         let output = outputs.first().ok_or_else(|| ClassifyError::Inference("no output".into()))?;
         let probabilities =
