@@ -11,6 +11,7 @@ use kit::memory::Baseline;
 use kit::prometheus::{GaugeVec, HistogramVec};
 use kit::record::Recorder;
 use kit::StartError;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -111,15 +112,39 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     App::new(listener, router, server, limiter)
 }
 
+/// A stage of the work under way: its span (entered for each slice of the
+/// work) and when it began.
+struct Stage {
+    name: &'static str,
+    span: tracing::Span,
+    started: Instant,
+}
+
 impl State {
     /// One stage of the work, in its own span and timed.
     fn stage<T>(&self, name: &'static str, work: impl FnOnce() -> T) -> T {
-        let started = Instant::now();
-        let out = tracing::info_span!("classify", otel.name = name, backend = self.backend).in_scope(work);
-        if kit::metrics::enabled() {
-            metrics().stage.with_label_values(&[name, self.backend]).observe(started.elapsed().as_secs_f64());
-        }
+        let stage = self.begin(name);
+        let out = stage.span.in_scope(work);
+        self.end(stage);
         out
+    }
+
+    fn begin(&self, name: &'static str) -> Stage {
+        Stage {
+            name,
+            span: tracing::info_span!("classify", otel.name = name, backend = self.backend),
+            started: Instant::now(),
+        }
+    }
+
+    /// Closes the stage's span and records its time.
+    fn end(&self, stage: Stage) {
+        if kit::metrics::enabled() {
+            metrics()
+                .stage
+                .with_label_values(&[stage.name, self.backend])
+                .observe(stage.started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -131,12 +156,26 @@ async fn classify(state: Arc<State>, mut req: Req) -> HandlerResult {
     // answered here, and what the decode will hold is reserved.
     let (format, width, height) = kit::imaging::intake(&body, &limits).map_err(crate::ClassifyError::from)?;
     let work = ImageWork::admit(&mut req, state.classifier.decode_cost(&body, format, width, height)).await?;
+    // Preprocessing in steps (under WASI the thread is shared with probes
+    // and other connections between them), then inference in one.
+    let mut preprocess = Some((state.classifier.preprocess_steps(body, format, &limits), state.begin("preprocess")));
     let predictions: Vec<Prediction> = work
-        .run(move || {
-            let state = worker_state;
-            let input = state.stage("preprocess", || state.classifier.preprocess_checked(&body, format, &limits))?;
-            let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
-            Ok::<_, crate::ClassifyError>(state.classifier.top_k(&probabilities))
+        .run_steps(move || {
+            let state = &worker_state;
+            let Some((steps, stage)) = preprocess.as_mut() else {
+                return ControlFlow::Break(Err(crate::ClassifyError::Inference("classified twice".into())));
+            };
+            let input = match stage.span.in_scope(|| steps.step()) {
+                ControlFlow::Continue(()) => return ControlFlow::Continue(()),
+                ControlFlow::Break(input) => input,
+            };
+            if let Some((_, stage)) = preprocess.take() {
+                state.end(stage);
+            }
+            ControlFlow::Break(input.and_then(|input| {
+                let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
+                Ok(state.classifier.top_k(&probabilities))
+            }))
         })
         .await??;
     let best = predictions.first().ok_or_else(|| kit::ApiError::internal("the model gave no prediction"))?;

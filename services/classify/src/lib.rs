@@ -16,6 +16,7 @@ mod error;
 pub mod litert_backend;
 pub mod plugin;
 pub mod preprocess;
+pub mod stepped;
 pub mod tflite_file;
 #[cfg(feature = "tract")]
 mod tract_backend;
@@ -183,10 +184,21 @@ impl Classifier {
         preprocess::checked_to_input(image_bytes, format, limits, width, height)
     }
 
+    /// [`Classifier::preprocess_checked`] in steps, for a caller that
+    /// shares its thread (see [`stepped`]).
+    pub fn preprocess_steps<B: AsRef<[u8]>>(
+        &self,
+        image_bytes: B,
+        format: image::ImageFormat,
+        limits: &ImageLimits,
+    ) -> stepped::Preprocess<B> {
+        stepped::Preprocess::new(image_bytes, format, limits, self.input_size())
+    }
+
     /// What [`Classifier::preprocess`] holds for an image at its peak
-    /// (see [`preprocess::decode_cost`]).
+    /// (see [`stepped::decode_cost`]).
     pub fn decode_cost(&self, image_bytes: &[u8], format: image::ImageFormat, width: u32, height: u32) -> u64 {
-        preprocess::decode_cost(image_bytes, format, width, height, self.input_size())
+        stepped::decode_cost(image_bytes, format, width, height, self.input_size())
     }
 
     /// Run the model on [`Classifier::preprocess`]'s pixels: one probability

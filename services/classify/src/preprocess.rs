@@ -39,24 +39,10 @@ pub fn checked_to_input(
     width: u32,
     height: u32,
 ) -> Result<Vec<u8>, ClassifyError> {
-    let image = kit::imaging::decode_checked(image_bytes, format, limits)?.into_rgb8();
-    Ok(to_input(&image, width, height))
+    crate::stepped::Preprocess::new(image_bytes, format, limits, (width, height)).run()
 }
 
-/// Bytes [`decode_to_input`] holds at its peak for an image (through
-/// `kit::imaging::intake`: `format`, `width` x `height`), from the header
-/// alone: the decoder's (`kit::imaging::decode_cost`), the RGB8 copy, the
-/// resize's intermediate rows (model width x image height, RGB) and the
-/// model input.
-pub fn decode_cost(bytes: &[u8], format: image::ImageFormat, width: u32, height: u32, input: (u32, u32)) -> u64 {
-    let (in_w, in_h) = (u64::from(input.0), u64::from(input.1));
-    kit::imaging::decode_cost(bytes, format, width, height)
-        + u64::from(width) * u64::from(height) * 3
-        + in_w * u64::from(height) * 3
-        + in_w * in_h * 3 * (1 + 4)
-}
-
-/// The heaviest pixel [`decode_cost`] can see: a progressive JPEG (RGB out,
+/// The heaviest pixel `stepped::decode_cost` can see: a progressive JPEG (RGB out,
 /// three components of 2-byte coefficients) or a GIF/WebP (the canvas twice
 /// at RGBA), plus the RGB8 copy. Sets the default pixel limit.
 pub const WORST_BYTES_PER_PIXEL: u64 = 3 + 3 * 2 + 3;
@@ -117,6 +103,8 @@ const PRECISION_BITS: u32 = 32 - 8 - 2;
 struct Taps {
     /// (first source index, weights), the weights in Pillow's fixed point.
     spans: Vec<(usize, Vec<i32>)>,
+    /// In and out the same size: Pillow does not resample that axis.
+    same_size: bool,
 }
 
 impl Taps {
@@ -147,7 +135,7 @@ impl Taps {
                 (min, fixed)
             })
             .collect();
-        Taps { spans }
+        Taps { spans, same_size: in_size == out_size }
     }
 
     /// Rows `[first, last)` of the source that the output needs.
@@ -169,55 +157,121 @@ fn clip8(sum: i32) -> u8 {
 /// `Image.resize(size, Image.BILINEAR)` does (its `ImagingResample`:
 /// horizontal pass over the rows needed, then vertical, each a convolution
 /// with fixed-point weights), as interleaved RGB8. An axis already at its
-/// size is not resampled, as in Pillow.
+/// size is not resampled, as in Pillow. [`RowResize`] fed every row.
 pub fn resize_like_pillow(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
-    let (in_w, in_h) = (image.width() as usize, image.height() as usize);
-    let (out_w, out_h) = (width as usize, height as usize);
-    if in_w == 0 || in_h == 0 || out_w == 0 || out_h == 0 {
-        return vec![0; out_w * out_h * 3];
+    let mut resize = RowResize::new(image.width(), image.height(), width, height);
+    for row in image.as_raw().chunks_exact((image.width() as usize * 3).max(1)) {
+        resize.push_row(row);
     }
-    let pixels = image.as_raw();
-    let vertical = Taps::bilinear(in_h, out_h);
-    let (first_row, last_row) = vertical.range();
-    // Horizontal pass, only over the rows the vertical pass reads.
-    let (rows, row_width, row_offset) = if out_w != in_w {
-        let horizontal = Taps::bilinear(in_w, out_w);
-        let mut rows = vec![0u8; (last_row - first_row) * out_w * 3];
-        for (y, out_row) in (first_row..last_row).zip(rows.chunks_exact_mut(out_w * 3)) {
-            let in_row = &pixels[y * in_w * 3..(y + 1) * in_w * 3];
-            for ((min, weights), out) in horizontal.spans.iter().zip(out_row.chunks_exact_mut(3)) {
-                let mut sum = [1i32 << (PRECISION_BITS - 1); 3];
-                for (p, &k) in in_row[min * 3..].chunks_exact(3).zip(weights) {
-                    sum[0] += i32::from(p[0]) * k;
-                    sum[1] += i32::from(p[1]) * k;
-                    sum[2] += i32::from(p[2]) * k;
+    resize.finish()
+}
+
+/// [`resize_like_pillow`] fed a row at a time, top to bottom: each row
+/// goes through the horizontal pass as it comes (or is dropped if the
+/// vertical pass never reads it), so what is held is the model's width
+/// times the image's height, never the image. The same arithmetic in the
+/// same order as Pillow, so the same bytes.
+pub struct RowResize {
+    in_w: usize,
+    out_w: usize,
+    out_h: usize,
+    /// None when the width is already right (Pillow skips the pass).
+    horizontal: Option<Taps>,
+    vertical: Taps,
+    /// Source rows `[first_row, last_row)` are the ones the vertical pass reads.
+    first_row: usize,
+    last_row: usize,
+    /// Those rows after the horizontal pass.
+    rows: Vec<u8>,
+    /// The next source row [`RowResize::push_row`] takes.
+    next_row: usize,
+}
+
+impl RowResize {
+    pub fn new(in_w: u32, in_h: u32, width: u32, height: u32) -> Self {
+        let (in_w, in_h, out_w, out_h) = (in_w as usize, in_h as usize, width as usize, height as usize);
+        let vertical = Taps::bilinear(in_h, out_h);
+        let (first_row, last_row) = vertical.range();
+        let horizontal = (out_w != in_w).then(|| Taps::bilinear(in_w, out_w));
+        let row_width = if horizontal.is_some() { out_w } else { in_w };
+        Self {
+            in_w,
+            out_w,
+            out_h,
+            horizontal,
+            vertical,
+            first_row,
+            last_row,
+            rows: Vec::with_capacity((last_row - first_row) * row_width * 3),
+            next_row: 0,
+        }
+    }
+
+    /// Bytes it holds at most: the rows the vertical pass reads, after the
+    /// horizontal one, and its output.
+    pub fn held_bytes(in_w: u32, in_h: u32, width: u32, height: u32) -> u64 {
+        let row_width = u64::from(if width != in_w { width } else { in_w });
+        (u64::from(in_h) * row_width + u64::from(width) * u64::from(height)) * 3
+    }
+
+    /// Source rows still to come.
+    pub fn rows_left(&self) -> usize {
+        self.last_row.saturating_sub(self.next_row)
+    }
+
+    /// The next source row, RGB8 (`in_w` pixels).
+    pub fn push_row(&mut self, row: &[u8]) {
+        let y = self.next_row;
+        self.next_row += 1;
+        if y < self.first_row || y >= self.last_row || row.len() < self.in_w * 3 {
+            return;
+        }
+        let Some(horizontal) = &self.horizontal else {
+            self.rows.extend_from_slice(&row[..self.in_w * 3]);
+            return;
+        };
+        let start = self.rows.len();
+        self.rows.resize(start + self.out_w * 3, 0);
+        for ((min, weights), out) in horizontal.spans.iter().zip(self.rows[start..].chunks_exact_mut(3)) {
+            let mut sum = [1i32 << (PRECISION_BITS - 1); 3];
+            for (p, &k) in row[min * 3..].chunks_exact(3).zip(weights) {
+                sum[0] += i32::from(p[0]) * k;
+                sum[1] += i32::from(p[1]) * k;
+                sum[2] += i32::from(p[2]) * k;
+            }
+            out.copy_from_slice(&[clip8(sum[0]), clip8(sum[1]), clip8(sum[2])]);
+        }
+    }
+
+    /// The vertical pass over the rows given: the resized image, RGB8. Rows
+    /// never given count as black.
+    pub fn finish(mut self) -> Vec<u8> {
+        let row_width = if self.horizontal.is_some() { self.out_w } else { self.in_w };
+        let stride = row_width * 3;
+        if self.in_w == 0 || self.out_w == 0 || self.out_h == 0 || stride == 0 {
+            return vec![0; self.out_w * self.out_h * 3];
+        }
+        self.rows.resize((self.last_row - self.first_row) * stride, 0);
+        if self.vertical.same_size {
+            // Pillow skips the vertical pass; the rows are then all of them.
+            return self.rows;
+        }
+        // Each output row a weighted sum of whole rows.
+        let mut out = vec![0u8; self.out_h * stride];
+        let mut sums = vec![0i32; stride];
+        for ((min, weights), out_row) in self.vertical.spans.iter().zip(out.chunks_exact_mut(stride)) {
+            sums.fill(1 << (PRECISION_BITS - 1));
+            for (y, &k) in (min - self.first_row..).zip(weights) {
+                for (s, &p) in sums.iter_mut().zip(&self.rows[y * stride..(y + 1) * stride]) {
+                    *s += i32::from(p) * k;
                 }
-                out.copy_from_slice(&[clip8(sum[0]), clip8(sum[1]), clip8(sum[2])]);
+            }
+            for (o, &s) in out_row.iter_mut().zip(&sums) {
+                *o = clip8(s);
             }
         }
-        (std::borrow::Cow::Owned(rows), out_w, first_row)
-    } else {
-        (std::borrow::Cow::Borrowed(pixels.as_slice()), in_w, 0)
-    };
-    if out_h == in_h {
-        return rows.into_owned();
+        out
     }
-    // Vertical pass: each output row a weighted sum of whole rows.
-    let stride = row_width * 3;
-    let mut out = vec![0u8; out_h * stride];
-    let mut sums = vec![0i32; stride];
-    for ((min, weights), out_row) in vertical.spans.iter().zip(out.chunks_exact_mut(stride)) {
-        sums.fill(1 << (PRECISION_BITS - 1));
-        for (y, &k) in (min - row_offset..).zip(weights) {
-            for (s, &p) in sums.iter_mut().zip(&rows[y * stride..(y + 1) * stride]) {
-                *s += i32::from(p) * k;
-            }
-        }
-        for (o, &s) in out_row.iter_mut().zip(&sums) {
-            *o = clip8(s);
-        }
-    }
-    out
 }
 
 /// The model input for `image`: resized as Pillow does, RGB8.

@@ -14,17 +14,14 @@
 //! 16-bit luma narrowed afterwards by one level.
 
 use image::DynamicImage;
-use kit::imaging::{ImageError, ImageLimits, PngLayout};
-use png::{ColorType, Transformations};
+use kit::imaging::{png_error as corrupt, ImageError, ImageLimits, PngLayout};
+use png::ColorType;
 use std::io::Cursor;
 
 /// Gray (and alpha, if any pixel is not opaque) pixels of a PNG that has
 /// been through `kit::imaging::intake`: `(has_alpha, pixels)`.
 pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<(bool, Vec<u8>), ImageError> {
-    let png_limits = png::Limits { bytes: usize::try_from(limits.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX) };
-    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png_limits);
-    decoder.set_transformations(Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(corrupt)?;
+    let mut reader = kit::imaging::png_rows(Cursor::new(bytes), limits)?;
     let (color, _) = reader.output_color_type();
     let info = reader.info();
     let (width, height, interlaced) = (info.width as usize, info.height as usize, info.interlaced);
@@ -118,13 +115,6 @@ impl RowBatch {
                 }
             }
         }
-    }
-}
-
-fn corrupt(e: png::DecodingError) -> ImageError {
-    match e {
-        png::DecodingError::LimitsExceeded => ImageError::DeclaredTooLarge(e.to_string()),
-        e => ImageError::Corrupt(e.to_string()),
     }
 }
 

@@ -125,6 +125,26 @@ impl ImageWork {
         })
         .await
     }
+
+    /// [`ImageWork::run`] for work in steps ([`crate::rt::cpu_steps`]):
+    /// under WASI the thread is shared between the steps and everything
+    /// else, so a large decode does not stall probes. Held until the last
+    /// step returns.
+    pub async fn run_steps<F, R>(self, mut step: F) -> Result<R, ApiError>
+    where
+        F: FnMut() -> std::ops::ControlFlow<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let mut hold = Some(self.hold);
+        crate::rt::cpu_steps(move || {
+            let next = step();
+            if next.is_break() {
+                drop(hold.take());
+            }
+            next
+        })
+        .await
+    }
 }
 
 /// Binds, waits for the sidecar, and returns the listener and the recorder.

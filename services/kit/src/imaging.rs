@@ -145,6 +145,29 @@ pub fn decode_checked(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -
     reader.decode().map_err(|e| ImageError::Corrupt(e.to_string()))
 }
 
+/// A PNG that has been through [`intake`], opened to be read a row at a
+/// time at 8 bits a sample: png strips 16-bit samples to their high byte
+/// and expands palettes and low depths as it goes
+/// (`normalize_to_color8`), so no row is ever wider than 4 bytes a pixel.
+/// The decoder's allocation cap is the same as [`decoder_limits`]'.
+pub fn png_rows<R: std::io::BufRead + std::io::Seek>(
+    source: R,
+    limits: &ImageLimits,
+) -> Result<png::Reader<R>, ImageError> {
+    let png_limits = png::Limits { bytes: usize::try_from(limits.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX) };
+    let mut decoder = png::Decoder::new_with_limits(source, png_limits);
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    decoder.read_info().map_err(png_error)
+}
+
+/// png's error as ours: its allocation cap is a declared size too large.
+pub fn png_error(e: png::DecodingError) -> ImageError {
+    match e {
+        png::DecodingError::LimitsExceeded => ImageError::DeclaredTooLarge(e.to_string()),
+        e => ImageError::Corrupt(e.to_string()),
+    }
+}
+
 /// The `image` crate's own limits for `limits`: dimensions, and an
 /// allocation budget of 8 bytes a pixel (RGBA16, the widest we decode).
 pub fn decoder_limits(limits: &ImageLimits) -> image::Limits {

@@ -46,6 +46,24 @@ where
     imp::cpu(work).await
 }
 
+/// CPU work that can pause: each call of `step` does a bounded slice (a
+/// batch of rows) and breaks with the result when done. Natively the steps
+/// run one after the other on the blocking pool, as [`cpu`]. Under WASI the
+/// one thread runs them in place and, at least every [`SLICE`], yields to
+/// the other tasks: a probe or another connection is then answered within
+/// a slice, not after the whole decode (there are no threads to run it
+/// beside: WasmEdge has no wasi-threads).
+pub async fn cpu_steps<F, R>(step: F) -> Result<R, crate::ApiError>
+where
+    F: FnMut() -> std::ops::ControlFlow<R> + Send + 'static,
+    R: Send + 'static,
+{
+    imp::cpu_steps(step).await
+}
+
+/// How long [`cpu_steps`] runs under WASI before it lets other tasks run.
+pub const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Milliseconds since the Unix epoch: the events table's timestamps and the
 /// rate-limit buckets' clock.
 pub fn now_ms() -> i64 {

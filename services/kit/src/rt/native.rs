@@ -31,6 +31,19 @@ pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::T
     socket.listen(4096)
 }
 
+pub async fn cpu_steps<F, R>(mut step: F) -> Result<R, crate::ApiError>
+where
+    F: FnMut() -> std::ops::ControlFlow<R> + Send + 'static,
+    R: Send + 'static,
+{
+    cpu(move || loop {
+        if let std::ops::ControlFlow::Break(out) = step() {
+            return out;
+        }
+    })
+    .await
+}
+
 pub async fn cpu<F, R>(work: F) -> Result<R, crate::ApiError>
 where
     F: FnOnce() -> R + Send + 'static,

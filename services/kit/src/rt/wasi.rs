@@ -15,6 +15,26 @@ pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::T
     tokio::net::TcpListener::bind(addr).await
 }
 
+/// One thread: the steps run in place, yielding every `SLICE`. tokio
+/// defers a yielded task until its I/O driver has been polled, so what
+/// arrived meanwhile (a probe) runs before the next slice.
+pub async fn cpu_steps<F, R>(mut step: F) -> Result<R, crate::ApiError>
+where
+    F: FnMut() -> std::ops::ControlFlow<R> + Send + 'static,
+    R: Send + 'static,
+{
+    let mut slice = std::time::Instant::now();
+    loop {
+        if let std::ops::ControlFlow::Break(out) = step() {
+            return Ok(out);
+        }
+        if slice.elapsed() >= super::SLICE {
+            tokio::task::yield_now().await;
+            slice = std::time::Instant::now();
+        }
+    }
+}
+
 /// One thread: the work runs in place.
 pub async fn cpu<F, R>(work: F) -> Result<R, crate::ApiError>
 where
