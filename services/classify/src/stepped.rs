@@ -228,37 +228,8 @@ mod tests {
             image.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
             return out;
         }
-        // Neither image nor png writes interlaced PNGs: RGBA8 Adam7 passes,
-        // filter 0, in one zlib stream.
         let rgba = image.to_rgba8();
-        let (w, h) = rgba.dimensions();
-        let mut raw = Vec::new();
-        for (x0, y0, dx, dy) in
-            [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
-        {
-            if x0 >= w {
-                continue;
-            }
-            for y in (y0..h).step_by(dy) {
-                raw.push(0);
-                for x in (x0..w).step_by(dx) {
-                    raw.extend_from_slice(&rgba.get_pixel(x, y).0);
-                }
-            }
-        }
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut z, &raw).expect("deflate");
-        let idat = z.finish().expect("deflate");
-        let mut ihdr = [w.to_be_bytes(), h.to_be_bytes()].concat();
-        ihdr.extend_from_slice(&[8, 6, 0, 0, 1]);
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", idat), (b"IEND", Vec::new())] {
-            out.extend_from_slice(&u32::try_from(data.len()).expect("chunk").to_be_bytes());
-            let body = [kind, &data].concat();
-            out.extend_from_slice(&body);
-            out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-        }
-        out
+        kit::imaging::test_images::interlaced_rgba_png(rgba.as_raw(), rgba.width(), rgba.height())
     }
 
     fn stepped(bytes: &[u8], size: (u32, u32)) -> (Result<Vec<u8>, ClassifyError>, usize) {

@@ -1,7 +1,6 @@
 //! The grayscale service: one route, the shared request path, the domain
 //! function on the CPU pool, the record through Dapr.
 
-use crate::grayscale_png_checked;
 use kit::app::App;
 use kit::config::Source;
 use kit::http::{self, HandlerResult, Req, Router};
@@ -78,7 +77,10 @@ async fn grayscale(state: Arc<State>, mut req: Req) -> HandlerResult {
     let (format, width, height) = checked;
     let work = ImageWork::admit(&mut req, crate::decode_cost(&body, format, width, height)).await?;
     let started = Instant::now();
-    let png = work.run(move || grayscale_png_checked(&body, checked, &limits)).await??;
+    // In steps: under WASI the thread is shared with probes and other
+    // connections between them.
+    let mut steps = crate::stepped::Grayscale::new(body, checked, &limits);
+    let png = work.run_steps(move || steps.step()).await??;
     if kit::metrics::enabled() {
         let format = format!("{:?}", png.source_format).to_ascii_lowercase();
         metrics().duration.with_label_values(&[&format]).observe(started.elapsed().as_secs_f64());

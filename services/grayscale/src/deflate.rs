@@ -32,18 +32,26 @@ const CL_ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 1
 /// Largest stored block.
 const STORED_MAX: usize = 65_535;
 
-/// A zlib stream being written block by block into a byte vector.
-pub struct ZlibWriter<'a> {
-    bits: BitWriter<'a>,
+/// A zlib stream being written block by block at the end of a byte vector
+/// it owns until [`ZlibWriter::into_inner`] (so the writing can pause
+/// between blocks).
+pub struct ZlibWriter {
+    bits: BitWriter,
     adler: simd_adler32::Adler32,
 }
 
-impl<'a> ZlibWriter<'a> {
-    pub fn new(out: &'a mut Vec<u8>) -> Self {
+impl ZlibWriter {
+    pub fn new(mut out: Vec<u8>) -> Self {
         // CMF 0x78 = deflate with a 32 KiB window; FLG 0x01 makes the check
         // (0x7801 % 31 == 0) and says "fastest", which is true.
         out.extend_from_slice(&[0x78, 0x01]);
         Self { bits: BitWriter::new(out), adler: simd_adler32::Adler32::new() }
+    }
+
+    /// The vector, with the stream as far as written (whole once the last
+    /// block was).
+    pub fn into_inner(self) -> Vec<u8> {
+        self.bits.out
     }
 
     /// Compress `data` as one block (more if it must be stored); `last`
@@ -68,7 +76,7 @@ impl<'a> ZlibWriter<'a> {
 /// `data` as a complete zlib stream, appended to `out`, in blocks of [`BLOCK`].
 #[cfg(test)]
 pub fn zlib_compress(data: &[u8], out: &mut Vec<u8>) {
-    let mut z = ZlibWriter::new(out);
+    let mut z = ZlibWriter::new(std::mem::take(out));
     let mut blocks = data.chunks(BLOCK).peekable();
     if blocks.peek().is_none() {
         z.block(&[], true);
@@ -76,10 +84,11 @@ pub fn zlib_compress(data: &[u8], out: &mut Vec<u8>) {
     while let Some(block) = blocks.next() {
         z.block(block, blocks.peek().is_none());
     }
+    *out = z.into_inner();
 }
 
 /// One dynamic Huffman block for `block`, or stored blocks if that is smaller.
-fn write_block(w: &mut BitWriter<'_>, block: &[u8], last: bool) {
+fn write_block(w: &mut BitWriter, block: &[u8], last: bool) {
     let freqs = histogram(block);
     let lit_lens = code_lengths(&freqs, MAX_LIT_BITS);
     let header = DynamicHeader::new(&lit_lens);
@@ -104,7 +113,7 @@ fn write_block(w: &mut BitWriter<'_>, block: &[u8], last: bool) {
     w.put(u64::from(codes[END_OF_BLOCK]), u32::from(lit_lens[END_OF_BLOCK]));
 }
 
-fn write_stored(w: &mut BitWriter<'_>, block: &[u8], last: bool) {
+fn write_stored(w: &mut BitWriter, block: &[u8], last: bool) {
     let mut parts = block.chunks(STORED_MAX).peekable();
     while let Some(part) = parts.next() {
         let final_part = last && parts.peek().is_none();
@@ -271,7 +280,7 @@ impl DynamicHeader {
         3 + 5 + 5 + 4 + 3 * self.num_cl as u64 + rle
     }
 
-    fn write(&self, w: &mut BitWriter<'_>) {
+    fn write(&self, w: &mut BitWriter) {
         w.put((NUM_LIT - 257) as u64, 5); // HLIT
         w.put(2 - 1, 5); // HDIST
         w.put((self.num_cl - 4) as u64, 4); // HCLEN
@@ -320,14 +329,14 @@ fn rle_lengths(lens: &[u8]) -> Vec<(u8, u8, u8)> {
 }
 
 /// LSB-first bit packing into a byte vector.
-struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
+struct BitWriter {
+    out: Vec<u8>,
     buf: u64,
     nbits: u32,
 }
 
-impl<'a> BitWriter<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
+impl BitWriter {
+    fn new(out: Vec<u8>) -> Self {
         Self { out, buf: 0, nbits: 0 }
     }
 

@@ -25,6 +25,7 @@ mod deflate;
 mod jpeg;
 mod png;
 mod png_luma;
+pub mod stepped;
 
 use image::{DynamicImage, ImageFormat};
 use kit::imaging::{self, ImageError, ImageLimits};
@@ -105,19 +106,7 @@ pub fn grayscale_png_checked(
     checked: (ImageFormat, u32, u32),
     limits: &ImageLimits,
 ) -> Result<GrayPng, GrayscaleError> {
-    // Spans for traces: "grayscale" around the work; "decode" takes the
-    // bytes to luma (a JPEG is decoded straight to Y, no colour step), "encode"
-    // writes the PNG.
-    let _work = tracing::info_span!("grayscale", input_bytes = bytes.len()).entered();
-    let luma = tracing::info_span!("decode").in_scope(|| decode_luma_checked(bytes, checked, limits))?;
-    let png = tracing::info_span!("encode", width = luma.width, height = luma.height).in_scope(|| encode_png(&luma))?;
-    Ok(GrayPng {
-        png,
-        width: luma.width,
-        height: luma.height,
-        has_alpha: luma.has_alpha,
-        source_format: luma.source_format,
-    })
+    stepped::Grayscale::new(bytes, checked, limits).run()
 }
 
 /// kit's intake (sniff the format, refuse a too-large declared size before
@@ -129,7 +118,7 @@ pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<LumaImage, Gray
 }
 
 /// [`decode_luma`] for `bytes` already through [`imaging::intake`].
-fn decode_luma_checked(
+pub(crate) fn decode_luma_checked(
     bytes: &[u8],
     (format, width, height): (ImageFormat, u32, u32),
     limits: &ImageLimits,
@@ -189,6 +178,12 @@ fn encoded_bytes(luma: u64) -> u64 {
 
 /// PNG bytes for `luma` (8-bit gray or gray + alpha).
 pub fn encode_png(luma: &LumaImage) -> Result<Vec<u8>, GrayscaleError> {
+    check_luma(luma)?;
+    Ok(png::encode(&luma.pixels, luma.width, luma.height, luma.channels()))
+}
+
+/// Whether `luma`'s pixels make the image it says, as the PNG writer needs.
+pub(crate) fn check_luma(luma: &LumaImage) -> Result<(), GrayscaleError> {
     let expected = u64::from(luma.width) * u64::from(luma.height) * u64::from(luma.channels());
     if luma.width == 0 || luma.height == 0 || expected != luma.pixels.len() as u64 {
         return Err(GrayscaleError::Encode(format!(
@@ -199,11 +194,11 @@ pub fn encode_png(luma: &LumaImage) -> Result<Vec<u8>, GrayscaleError> {
             luma.channels()
         )));
     }
-    Ok(png::encode(&luma.pixels, luma.width, luma.height, luma.channels()))
+    Ok(())
 }
 
 /// The decoder's pixel count must match the header we checked the limits on.
-fn luma_image(
+pub(crate) fn luma_image(
     width: u32,
     height: u32,
     has_alpha: bool,

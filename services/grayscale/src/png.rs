@@ -12,52 +12,109 @@ const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
 const PAETH: u8 = 4;
 
 /// PNG bytes for `height` rows of `width` pixels, `channels` bytes each
-/// (1 = gray, 2 = gray + alpha), row-major in `pixels`.
+/// (1 = gray, 2 = gray + alpha), row-major in `pixels`: [`PngWriter`] to
+/// its end.
 ///
 /// The caller guarantees `pixels.len() == width * height * channels` and
 /// non-zero dimensions; `crate::encode_png` checks that.
 pub fn encode(pixels: &[u8], width: u32, height: u32, channels: u8) -> Vec<u8> {
-    let row = width as usize * usize::from(channels);
-    // Filter a group of rows into a small buffer, then code it as one DEFLATE
-    // block while it is still in cache: no image-sized intermediate.
-    let rows_per_block = (deflate::BLOCK / (row + 1)).max(1);
-    let mut filtered = Vec::with_capacity(rows_per_block * (row + 1));
-    let zero_row = vec![0u8; row];
-
-    // Photos code to roughly half their size; reserve that much once.
-    let mut png = Vec::with_capacity(pixels.len() / 2 + 1024);
-    png.extend_from_slice(&SIGNATURE);
-
-    let mut ihdr = [0u8; 13];
-    ihdr[..4].copy_from_slice(&width.to_be_bytes());
-    ihdr[4..8].copy_from_slice(&height.to_be_bytes());
-    ihdr[8] = 8; // bit depth
-    ihdr[9] = if channels == 2 { 4 } else { 0 }; // colour type: gray(+alpha)
-                                                 // [10..13]: deflate, adaptive filtering method 0, no interlace
-    chunk(&mut png, b"IHDR", |out| out.extend_from_slice(&ihdr));
-    // One IDAT: written in place, so the compressed stream is never copied.
-    chunk(&mut png, b"IDAT", |out| {
-        let mut z = deflate::ZlibWriter::new(out);
-        let mut prev: &[u8] = &zero_row;
-        let mut groups = pixels.chunks(rows_per_block * row).peekable();
-        while let Some(group) = groups.next() {
-            filtered.clear();
-            for cur in group.chunks_exact(row) {
-                let start = filtered.len();
-                filtered.resize(start + row + 1, PAETH);
-                let out = &mut filtered[start + 1..];
-                if channels == 2 {
-                    paeth_row::<2>(cur, prev, out);
-                } else {
-                    paeth_row::<1>(cur, prev, out);
-                }
-                prev = cur;
-            }
-            z.block(&filtered, groups.peek().is_none());
+    let mut writer = PngWriter::new(pixels, width, height, channels);
+    loop {
+        if let Some(png) = writer.step() {
+            return png;
         }
-    });
-    chunk(&mut png, b"IEND", |_| {});
-    png
+    }
+}
+
+/// The PNG written a DEFLATE block at a time ([`PngWriter::step`]), so that
+/// the work can pause between blocks (grayscale's steps under WASI).
+pub struct PngWriter<P: AsRef<[u8]>> {
+    pixels: P,
+    /// Bytes a row.
+    row: usize,
+    channels: u8,
+    rows_per_block: usize,
+    /// The next row to filter.
+    next_row: usize,
+    /// Where the IDAT chunk starts in the output (its length patched last).
+    idat_at: usize,
+    z: Option<deflate::ZlibWriter>,
+    filtered: Vec<u8>,
+}
+
+impl<P: AsRef<[u8]>> PngWriter<P> {
+    pub fn new(pixels: P, width: u32, height: u32, channels: u8) -> Self {
+        let row = width as usize * usize::from(channels);
+        // Filter a group of rows into a small buffer, then code it as one
+        // DEFLATE block while it is still in cache: no image-sized
+        // intermediate.
+        let rows_per_block = (deflate::BLOCK / (row + 1)).max(1);
+        // Photos code to roughly half their size; reserve that much once.
+        let mut png = Vec::with_capacity(pixels.as_ref().len() / 2 + 1024);
+        png.extend_from_slice(&SIGNATURE);
+        let mut ihdr = [0u8; 13];
+        ihdr[..4].copy_from_slice(&width.to_be_bytes());
+        ihdr[4..8].copy_from_slice(&height.to_be_bytes());
+        ihdr[8] = 8; // bit depth
+        ihdr[9] = if channels == 2 { 4 } else { 0 }; // colour type: gray(+alpha)
+                                                     // [10..13]: deflate, adaptive filtering method 0, no interlace
+        chunk(&mut png, b"IHDR", |out| out.extend_from_slice(&ihdr));
+        // One IDAT: written in place, so the compressed stream is never copied.
+        let idat_at = png.len();
+        png.extend_from_slice(&[0; 4]);
+        png.extend_from_slice(b"IDAT");
+        Self {
+            pixels,
+            row,
+            channels,
+            rows_per_block,
+            next_row: 0,
+            idat_at,
+            z: Some(deflate::ZlibWriter::new(png)),
+            filtered: Vec::with_capacity(rows_per_block * (row + 1)),
+        }
+    }
+
+    /// Filters and codes the next block of rows; the PNG once the last is.
+    pub fn step(&mut self) -> Option<Vec<u8>> {
+        let pixels = self.pixels.as_ref();
+        let rows = pixels.len() / self.row.max(1);
+        let end = (self.next_row + self.rows_per_block).min(rows);
+        self.filtered.clear();
+        for y in self.next_row..end {
+            let cur = &pixels[y * self.row..(y + 1) * self.row];
+            // The row above the first is zeros (PNG's rule).
+            let zero_row;
+            let prev = if y == 0 {
+                zero_row = vec![0u8; self.row];
+                &zero_row[..]
+            } else {
+                &pixels[(y - 1) * self.row..y * self.row]
+            };
+            let start = self.filtered.len();
+            self.filtered.resize(start + self.row + 1, PAETH);
+            let out = &mut self.filtered[start + 1..];
+            if self.channels == 2 {
+                paeth_row::<2>(cur, prev, out);
+            } else {
+                paeth_row::<1>(cur, prev, out);
+            }
+        }
+        self.next_row = end;
+        let last = end >= rows;
+        self.z.as_mut()?.block(&self.filtered, last);
+        if !last {
+            return None;
+        }
+        let mut png = self.z.take()?.into_inner();
+        // Our largest image (16384², 2 channels, stored) stays far below 2^31.
+        let len = (png.len() - self.idat_at - 8) as u32;
+        png[self.idat_at..self.idat_at + 4].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32fast::hash(&png[self.idat_at + 4..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+        chunk(&mut png, b"IEND", |_| {});
+        Some(png)
+    }
 }
 
 /// Append a chunk whose data `fill` writes; length and CRC are patched after.

@@ -19,42 +19,106 @@ use png::ColorType;
 use std::io::Cursor;
 
 /// Gray (and alpha, if any pixel is not opaque) pixels of a PNG that has
-/// been through `kit::imaging::intake`: `(has_alpha, pixels)`.
+/// been through `kit::imaging::intake`: `(has_alpha, pixels)`. [`LumaRows`]
+/// to its end.
 pub fn decode_luma(bytes: &[u8], limits: &ImageLimits) -> Result<(bool, Vec<u8>), ImageError> {
-    let mut reader = kit::imaging::png_rows(Cursor::new(bytes), limits)?;
-    let (color, _) = reader.output_color_type();
-    let info = reader.info();
-    let (width, height, interlaced) = (info.width as usize, info.height as usize, info.interlaced);
-    let samples = color.samples();
-    let has_alpha = matches!(color, ColorType::GrayscaleAlpha | ColorType::Rgba);
-    let out_channels = if has_alpha { 2 } else { 1 };
-    let mut out = Vec::with_capacity(width * height * out_channels);
-    let mut batch = RowBatch::new(width, color);
-    if interlaced {
-        let size = reader.output_buffer_size().ok_or_else(|| ImageError::Corrupt("the PNG is too large".into()))?;
-        let mut frame = vec![0u8; size];
-        let frame_info = reader.next_frame(&mut frame).map_err(corrupt)?;
-        for row in frame.chunks_exact(frame_info.line_size).take(height) {
-            batch.push(&row[..width * samples], &mut out);
-        }
-    } else {
-        while let Some(row) = reader.next_row().map_err(corrupt)? {
-            batch.push(row.data(), &mut out);
+    let mut rows = LumaRows::new(bytes, limits)?;
+    loop {
+        if let Some(done) = rows.step()? {
+            return Ok(done);
         }
     }
-    batch.flush(&mut out);
-    if out.len() != width * height * out_channels {
-        return Err(ImageError::Corrupt(format!("the PNG has {} bytes of pixels for {width}x{height}", out.len())));
+}
+
+/// A PNG decoded to luma a batch of rows at a time ([`LumaRows::step`]), so
+/// that the work can pause between batches (grayscale's steps under WASI).
+pub struct LumaRows<B: AsRef<[u8]>> {
+    reader: png::Reader<Cursor<B>>,
+    color: ColorType,
+    width: usize,
+    height: usize,
+    has_alpha: bool,
+    out: Vec<u8>,
+    batch: RowBatch,
+    /// An interlaced PNG's 8-bit frame, filled pass by pass, and the next
+    /// of its rows to turn into luma once the passes are read.
+    frame: Option<(Vec<u8>, Option<usize>)>,
+}
+
+impl<B: AsRef<[u8]>> LumaRows<B> {
+    pub fn new(bytes: B, limits: &ImageLimits) -> Result<Self, ImageError> {
+        let reader = kit::imaging::png_rows(Cursor::new(bytes), limits)?;
+        let (color, _) = reader.output_color_type();
+        let info = reader.info();
+        let (width, height, interlaced) = (info.width as usize, info.height as usize, info.interlaced);
+        let has_alpha = matches!(color, ColorType::GrayscaleAlpha | ColorType::Rgba);
+        let out_channels = if has_alpha { 2 } else { 1 };
+        let frame = interlaced.then(|| (vec![0u8; width * height * color.samples()], None));
+        Ok(Self {
+            reader,
+            color,
+            width,
+            height,
+            has_alpha,
+            out: Vec::with_capacity(width * height * out_channels),
+            batch: RowBatch::new(width, color),
+            frame,
+        })
     }
-    if has_alpha && out.chunks_exact(2).all(|p| p[1] == u8::MAX) {
-        // Opaque after all: keep gray only, in place.
-        for i in 0..width * height {
-            out[i] = out[2 * i];
+
+    /// About a [`RowBatch`] of rows; `(has_alpha, pixels)` after the last.
+    pub fn step(&mut self) -> Result<Option<(bool, Vec<u8>)>, ImageError> {
+        let row_bytes = (self.width * self.color.samples()).max(1);
+        let mut read = 0;
+        while read < RowBatch::BYTES {
+            match &mut self.frame {
+                None => match self.reader.next_row().map_err(corrupt)? {
+                    Some(row) => {
+                        read += row.data().len().max(1);
+                        self.batch.push(row.data(), &mut self.out);
+                    }
+                    None => return self.finish().map(Some),
+                },
+                Some((frame, None)) => match self.reader.next_interlaced_row().map_err(corrupt)? {
+                    Some(row) => {
+                        read += row.data().len().max(1);
+                        if let png::InterlaceInfo::Adam7(pass) = row.interlace() {
+                            let bits = u8::try_from(self.color.samples() * 8).unwrap_or(32);
+                            png::expand_interlaced_row(frame, row_bytes, row.data(), pass, bits);
+                        }
+                    }
+                    None => self.frame = Some((std::mem::take(frame), Some(0))),
+                },
+                Some((frame, Some(next))) => match frame.get(*next * row_bytes..(*next + 1) * row_bytes) {
+                    Some(row) if *next < self.height => {
+                        self.batch.push(row, &mut self.out);
+                        (*next, read) = (*next + 1, read + row_bytes);
+                    }
+                    _ => return self.finish().map(Some),
+                },
+            }
         }
-        out.truncate(width * height);
-        return Ok((false, out));
+        Ok(None)
     }
-    Ok((has_alpha, out))
+
+    fn finish(&mut self) -> Result<(bool, Vec<u8>), ImageError> {
+        self.batch.flush(&mut self.out);
+        let (width, height) = (self.width, self.height);
+        let mut out = std::mem::take(&mut self.out);
+        let out_channels = if self.has_alpha { 2 } else { 1 };
+        if out.len() != width * height * out_channels {
+            return Err(ImageError::Corrupt(format!("the PNG has {} bytes of pixels for {width}x{height}", out.len())));
+        }
+        if self.has_alpha && out.chunks_exact(2).all(|p| p[1] == u8::MAX) {
+            // Opaque after all: keep gray only, in place.
+            for i in 0..width * height {
+                out[i] = out[2 * i];
+            }
+            out.truncate(width * height);
+            return Ok((false, out));
+        }
+        Ok((self.has_alpha, out))
+    }
 }
 
 /// Bytes the row decode holds beside the luma it produces: one decoded

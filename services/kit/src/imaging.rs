@@ -581,3 +581,74 @@ mod tests {
         assert!(matches!(decode(cut, &ImageLimits::default()), Err(ImageError::Corrupt(_))));
     }
 }
+
+/// Images for the services' tests that the encoders at hand cannot make
+/// (the feature `test-images`; never in a service binary).
+#[cfg(feature = "test-images")]
+pub mod test_images {
+    /// An interlaced (Adam7) 8-bit RGBA PNG of `width` x `height` pixels:
+    /// neither `image` nor `png` writes one. Filter 0, stored zlib blocks.
+    pub fn interlaced_rgba_png(rgba: &[u8], width: u32, height: u32) -> Vec<u8> {
+        let pixel = |x: u32, y: u32| {
+            let at = (y as usize * width as usize + x as usize) * 4;
+            &rgba[at..at + 4]
+        };
+        let mut raw = Vec::new();
+        for (x0, y0, dx, dy) in [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)] {
+            if x0 >= width {
+                continue;
+            }
+            for y in (y0..height).step_by(dy) {
+                raw.push(0);
+                for x in (x0..width).step_by(dx) {
+                    raw.extend_from_slice(pixel(x, y));
+                }
+            }
+        }
+        let mut ihdr = [width.to_be_bytes(), height.to_be_bytes()].concat();
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 1]);
+        let mut png = super::PNG_SIGNATURE.to_vec();
+        for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", stored_zlib(&raw)), (b"IEND", Vec::new())] {
+            png.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+            let body = [kind, &data].concat();
+            png.extend_from_slice(&body);
+            png.extend_from_slice(&crc32(&body).to_be_bytes());
+        }
+        png
+    }
+
+    /// `data` as a zlib stream of stored (uncompressed) blocks.
+    fn stored_zlib(data: &[u8]) -> Vec<u8> {
+        let mut z = vec![0x78, 0x01];
+        let mut blocks = data.chunks(65_535).peekable();
+        if blocks.peek().is_none() {
+            z.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+        }
+        while let Some(block) = blocks.next() {
+            let len = u16::try_from(block.len()).unwrap_or(u16::MAX);
+            z.push(u8::from(blocks.peek().is_none()));
+            z.extend_from_slice(&len.to_le_bytes());
+            z.extend_from_slice(&(!len).to_le_bytes());
+            z.extend_from_slice(block);
+        }
+        let (mut a, mut b) = (1u32, 0u32);
+        for &byte in data {
+            a = (a + u32::from(byte)) % 65_521;
+            b = (b + a) % 65_521;
+        }
+        z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+        z
+    }
+
+    /// PNG's CRC-32 (ISO 3309), bit by bit: test images are small.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+}
