@@ -28,7 +28,8 @@ pub struct Grayscale<B: AsRef<[u8]>> {
 
 enum Stage<B: AsRef<[u8]>> {
     Start { bytes: B, checked: (ImageFormat, u32, u32), limits: ImageLimits },
-    PngRows { rows: LumaRows<B>, width: u32, height: u32 },
+    /// Boxed: png's reader is most of a kilobyte, the other stages small.
+    PngRows { rows: Box<LumaRows<B>>, width: u32, height: u32 },
     Encode { writer: PngWriter<Vec<u8>>, width: u32, height: u32, has_alpha: bool, format: ImageFormat },
     Done,
 }
@@ -68,7 +69,7 @@ impl<B: AsRef<[u8]>> Grayscale<B> {
     fn advance(&mut self) -> Result<Option<GrayPng>, GrayscaleError> {
         self.stage = match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Start { bytes, checked: (ImageFormat::Png, width, height), limits } => {
-                Stage::PngRows { rows: LumaRows::new(bytes, &limits)?, width, height }
+                Stage::PngRows { rows: Box::new(LumaRows::new(bytes, &limits)?), width, height }
             }
             Stage::Start { bytes, checked, limits } => {
                 let luma = crate::decode_luma_checked(bytes.as_ref(), checked, &limits)?;
@@ -95,7 +96,13 @@ impl<B: AsRef<[u8]>> Grayscale<B> {
         self.phase = tracing::info_span!(parent: &self.work, "encode", width = luma.width, height = luma.height);
         let (width, height, has_alpha, format, channels) =
             (luma.width, luma.height, luma.has_alpha, luma.source_format, luma.channels());
-        Ok(Stage::Encode { writer: PngWriter::new(luma.pixels, width, height, channels), width, height, has_alpha, format })
+        Ok(Stage::Encode {
+            writer: PngWriter::new(luma.pixels, width, height, channels),
+            width,
+            height,
+            has_alpha,
+            format,
+        })
     }
 }
 
@@ -126,7 +133,8 @@ mod tests {
     #[test]
     fn an_interlaced_png_gives_the_same_answer_as_its_plain_twin() {
         // Some pixels translucent, so the answer keeps alpha.
-        let rgba = RgbaImage::from_fn(1100, 700, |x, y| Rgba([(x * 3) as u8, (y * 5) as u8, (x ^ y) as u8, (x + y) as u8]));
+        let rgba =
+            RgbaImage::from_fn(1100, 700, |x, y| Rgba([(x * 3) as u8, (y * 5) as u8, (x ^ y) as u8, (x + y) as u8]));
         let plain = png(&DynamicImage::ImageRgba8(rgba.clone()));
         let interlaced = kit::imaging::test_images::interlaced_rgba_png(rgba.as_raw(), 1100, 700);
         let (from_plain, plain_steps) = steps_of(&plain);
