@@ -157,25 +157,34 @@ async fn classify(state: Arc<State>, mut req: Req) -> HandlerResult {
     let (format, width, height) = kit::imaging::intake(&body, &limits).map_err(crate::ClassifyError::from)?;
     let work = ImageWork::admit(&mut req, state.classifier.decode_cost(&body, format, width, height)).await?;
     // Preprocessing in steps (under WASI the thread is shared with probes
-    // and other connections between them), then inference in one.
+    // and other connections between them), then inference, one call, in a
+    // step of its own.
     let mut preprocess = Some((state.classifier.preprocess_steps(body, format, &limits), state.begin("preprocess")));
+    let mut input: Option<Vec<u8>> = None;
     let predictions: Vec<Prediction> = work
         .run_steps(move || {
             let state = &worker_state;
+            if let Some(input) = input.take() {
+                return ControlFlow::Break(
+                    state.stage("inference", || state.classifier.infer(&input)).map(|p| state.classifier.top_k(&p)),
+                );
+            }
             let Some((steps, stage)) = preprocess.as_mut() else {
-                return ControlFlow::Break(Err(crate::ClassifyError::Inference("classified twice".into())));
+                return ControlFlow::Break(Err(crate::ClassifyError::Inference("stepped after the end".into())));
             };
-            let input = match stage.span.in_scope(|| steps.step()) {
-                ControlFlow::Continue(()) => return ControlFlow::Continue(()),
-                ControlFlow::Break(input) => input,
+            let ControlFlow::Break(preprocessed) = stage.span.in_scope(|| steps.step()) else {
+                return ControlFlow::Continue(());
             };
             if let Some((_, stage)) = preprocess.take() {
                 state.end(stage);
             }
-            ControlFlow::Break(input.and_then(|input| {
-                let probabilities = state.stage("inference", || state.classifier.infer(&input))?;
-                Ok(state.classifier.top_k(&probabilities))
-            }))
+            match preprocessed {
+                Ok(pixels) => {
+                    input = Some(pixels);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => ControlFlow::Break(Err(e)),
+            }
         })
         .await??;
     let best = predictions.first().ok_or_else(|| kit::ApiError::internal("the model gave no prediction"))?;
