@@ -110,26 +110,10 @@ impl ImageWork {
         Ok(Self { hold })
     }
 
-    /// Runs `work` on the CPU pool ([`crate::rt::cpu`]), holding everything
-    /// until it returns.
-    pub async fn run<F, R>(self, work: F) -> Result<R, ApiError>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let hold = self.hold;
-        crate::rt::cpu(move || {
-            let out = work();
-            drop(hold);
-            out
-        })
-        .await
-    }
-
-    /// [`ImageWork::run`] for work in steps ([`crate::rt::cpu_steps`]):
-    /// under WASI the thread is shared between the steps and everything
-    /// else, so a large decode does not stall probes. Held until the last
-    /// step returns.
+    /// Runs the work in steps ([`crate::rt::cpu_steps`]: natively on the CPU
+    /// pool; under WASI in place, the thread shared with probes and other
+    /// connections between steps), holding everything until the last step
+    /// returns.
     pub async fn run_steps<F, R>(self, mut step: F) -> Result<R, ApiError>
     where
         F: FnMut() -> std::ops::ControlFlow<R> + Send + 'static,
