@@ -172,8 +172,7 @@ fn reset_peak(pid: u32) {
 /// 16 concurrent 16-bit bombs, then 8 concurrent progressive-JPEG bombs,
 /// each at the service's pixel limit: VmHWM stays within the budget plus
 /// 64 MiB over what the process held before, every answer is a clear one,
-/// and /healthz answers within 1 s throughout (natively; under WasmEdge,
-/// classify, whose work yields; grayscale between decodes).
+/// and /healthz answers within 1 s throughout, on both runtimes.
 async fn bombs_stay_within_the_budget(service: Service) {
     let stack = bomb_target(service).await;
     let app = stack.service(service);
@@ -208,15 +207,10 @@ async fn bombs_stay_within_the_budget(service: Service) {
             slowest_probe.as_millis()
         ));
         assert!(growth <= budget + 64 * MIB, "{what}: VmHWM grew {} MiB, over budget + 64 MiB", growth / MIB);
-        // The WasmEdge build has one thread and runs CPU work in place.
-        // classify's preprocessing runs in steps that yield to the probe
-        // (kit::rt::cpu_steps), so it holds the 1 s bound there too;
-        // grayscale's work is not in steps yet, so a probe waits behind the
-        // decodes in progress and must only answer. See the README.
-        let probe_bound = match (stack.runtime, service) {
-            (stack::Runtime::Native, _) | (_, Service::Classify) => Duration::from_secs(1),
-            _ => Duration::from_secs(10),
-        };
+        // Under WasmEdge too: the module has one thread and runs CPU work
+        // in place, but the image work is in steps that yield to the
+        // probe (kit::rt::cpu_steps).
+        let probe_bound = Duration::from_secs(1);
         assert!(slowest_probe < probe_bound, "{what}: /healthz took {slowest_probe:?}");
     }
     println!(
