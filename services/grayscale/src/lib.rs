@@ -197,6 +197,14 @@ pub(crate) fn check_luma(luma: &LumaImage) -> Result<(), GrayscaleError> {
     Ok(())
 }
 
+/// `image` as PNG by the `image` crate, for the tests.
+#[cfg(test)]
+pub(crate) fn png_of(image: &DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut out), ImageFormat::Png).expect("encode");
+    out
+}
+
 /// The decoder's pixel count must match the header we checked the limits on.
 pub(crate) fn luma_image(
     width: u32,

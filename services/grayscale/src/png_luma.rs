@@ -185,18 +185,12 @@ impl RowBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{ImageBuffer, ImageFormat, Rgba};
-
-    fn encode(img: &DynamicImage) -> Vec<u8> {
-        let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
-        out
-    }
+    use image::{ImageBuffer, Rgba};
 
     #[test]
     fn eight_bit_rows_give_images_own_luma() {
         let rgb = image::RgbImage::from_fn(37, 11, |x, y| image::Rgb([(x * 7) as u8, (y * 23) as u8, (x * y) as u8]));
-        let png = encode(&DynamicImage::ImageRgb8(rgb.clone()));
+        let png = crate::png_of(&DynamicImage::ImageRgb8(rgb.clone()));
         let (alpha, luma) = decode_luma(&png, &ImageLimits::default()).expect("decodes");
         assert!(!alpha);
         assert_eq!(luma, DynamicImage::ImageRgb8(rgb).into_luma8().into_raw());
@@ -207,7 +201,7 @@ mod tests {
         let img: ImageBuffer<Rgba<u16>, Vec<u16>> = ImageBuffer::from_fn(9, 5, |x, y| {
             Rgba([(x * 7000) as u16, (y * 9000) as u16, 300, if x == 0 { 0 } else { 65535 }])
         });
-        let png = encode(&DynamicImage::ImageRgba16(img.clone()));
+        let png = crate::png_of(&DynamicImage::ImageRgba16(img.clone()));
         let (alpha, la) = decode_luma(&png, &ImageLimits::default()).expect("decodes");
         assert!(alpha);
         assert_eq!(la.len(), 9 * 5 * 2);

@@ -27,10 +27,24 @@ pub struct Grayscale<B: AsRef<[u8]>> {
 }
 
 enum Stage<B: AsRef<[u8]>> {
-    Start { bytes: B, checked: (ImageFormat, u32, u32), limits: ImageLimits },
+    Start {
+        bytes: B,
+        checked: (ImageFormat, u32, u32),
+        limits: ImageLimits,
+    },
     /// Boxed: png's reader is most of a kilobyte, the other stages small.
-    PngRows { rows: Box<LumaRows<B>>, width: u32, height: u32 },
-    Encode { writer: PngWriter<Vec<u8>>, width: u32, height: u32, has_alpha: bool, format: ImageFormat },
+    PngRows {
+        rows: Box<LumaRows<B>>,
+        width: u32,
+        height: u32,
+    },
+    Encode {
+        writer: PngWriter<Vec<u8>>,
+        width: u32,
+        height: u32,
+        has_alpha: bool,
+        format: ImageFormat,
+    },
     Done,
 }
 
@@ -110,7 +124,6 @@ impl<B: AsRef<[u8]>> Grayscale<B> {
 mod tests {
     use super::*;
     use image::{DynamicImage, Rgba, RgbaImage};
-    use std::io::Cursor;
 
     fn steps_of(bytes: &[u8]) -> (Result<GrayPng, GrayscaleError>, usize) {
         let checked = kit::imaging::intake(bytes, &ImageLimits::default()).expect("intake");
@@ -124,18 +137,12 @@ mod tests {
         }
     }
 
-    fn png(image: &DynamicImage) -> Vec<u8> {
-        let mut out = Vec::new();
-        image.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
-        out
-    }
-
     #[test]
     fn an_interlaced_png_gives_the_same_answer_as_its_plain_twin() {
         // Some pixels translucent, so the answer keeps alpha.
         let rgba =
             RgbaImage::from_fn(1100, 700, |x, y| Rgba([(x * 3) as u8, (y * 5) as u8, (x ^ y) as u8, (x + y) as u8]));
-        let plain = png(&DynamicImage::ImageRgba8(rgba.clone()));
+        let plain = crate::png_of(&DynamicImage::ImageRgba8(rgba.clone()));
         let interlaced = kit::imaging::test_images::interlaced_rgba_png(rgba.as_raw(), 1100, 700);
         let (from_plain, plain_steps) = steps_of(&plain);
         let (from_interlaced, interlaced_steps) = steps_of(&interlaced);
@@ -160,7 +167,7 @@ mod tests {
     #[test]
     fn a_png_cut_short_is_an_image_error_and_the_work_ends() {
         let rgba = RgbaImage::from_fn(600, 400, |x, y| Rgba([x as u8, y as u8, 7, 200]));
-        let bytes = png(&DynamicImage::ImageRgba8(rgba));
+        let bytes = crate::png_of(&DynamicImage::ImageRgba8(rgba));
         let cut = &bytes[..bytes.len() / 2];
         let mut work = Grayscale::new(cut, (ImageFormat::Png, 600, 400), &ImageLimits::default());
         let err = loop {
