@@ -112,7 +112,8 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     App::new(listener, router, server, limiter)
 }
 
-/// A stage of the work under way: its span and when it began.
+/// A stage of the work under way: its span (entered for each slice of the
+/// work) and when it began.
 struct Stage {
     name: &'static str,
     span: tracing::Span,
@@ -168,12 +169,10 @@ async fn classify(state: Arc<State>, mut req: Req) -> HandlerResult {
                     state.stage("inference", || state.classifier.infer(&input)).map(|p| state.classifier.top_k(&p)),
                 );
             }
-            let Some((steps, _)) = preprocess.as_mut() else {
+            let Some((steps, stage)) = preprocess.as_mut() else {
                 return ControlFlow::Break(Err(crate::ClassifyError::Inference("stepped after the end".into())));
             };
-            // The stage's span is open, not entered, across its steps (see
-            // grayscale's stepped.rs: entering it for every step is costly).
-            let ControlFlow::Break(preprocessed) = steps.step() else {
+            let ControlFlow::Break(preprocessed) = stage.span.in_scope(|| steps.step()) else {
                 return ControlFlow::Continue(());
             };
             if let Some((_, stage)) = preprocess.take() {

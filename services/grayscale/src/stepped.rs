@@ -21,10 +21,7 @@ pub struct Grayscale<B: AsRef<[u8]>> {
     stage: Stage<B>,
     /// Spans for traces: "grayscale" around the work; "decode" takes the
     /// bytes to luma (a JPEG is decoded straight to Y, no colour step),
-    /// "encode" writes the PNG. Open from their start to their end, never
-    /// entered: entering and leaving them at every step took a debug
-    /// build's grace_hopper from 40 ms to 300 ms a request (cause not found),
-    /// and the decoders log nothing that they would need to carry.
+    /// "encode" writes the PNG. Entered for each step.
     work: Span,
     phase: Span,
 }
@@ -62,7 +59,9 @@ impl<B: AsRef<[u8]>> Grayscale<B> {
 
     /// One slice of the work: continue, or the answer.
     pub fn step(&mut self) -> ControlFlow<Result<GrayPng, GrayscaleError>> {
-        match self.advance() {
+        let (work, phase) = (self.work.clone(), self.phase.clone());
+        let advanced = work.in_scope(|| phase.in_scope(|| self.advance()));
+        match advanced {
             Ok(None) => ControlFlow::Continue(()),
             Ok(Some(png)) => ControlFlow::Break(Ok(png)),
             Err(e) => {
