@@ -12,7 +12,7 @@ WASM_OUT = $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm
 # What runs the services for `make up`: native or wasmedge.
 RUNTIME ?= native
 
-.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web bench bench-runtimes bench-observability bench-budget bench-loadgen bench-ratelimit validate-deploy compose-secrets k8s-secrets slo-rules slo-rules-check fuzz
+.PHONY: help deps daprd zipkin build wasm wasmedge up down status logs lint test test-web compose-up compose-down test-compose bench bench-runtimes bench-observability bench-budget bench-loadgen bench-ratelimit validate-deploy compose-secrets k8s-secrets slo-rules slo-rules-check fuzz
 
 help:
 	@echo "make up      start the whole stack on 127.0.0.1 (MariaDB, Redis, 3 services + 3 daprd,"
@@ -34,6 +34,12 @@ help:
 	@echo "make compose-secrets  the production secrets of docker compose up (tokens, passwords,"
 	@echo "             Sentry's issuer) into deploy/compose/secrets/, 0600, git-ignored; kept if present"
 	@echo "make k8s-secrets  the same for deploy/kubernetes (deploy/kubernetes/base/secrets/)"
+	@echo "make compose-up    the shipped docker-compose.yml on this machine, no registry needed:"
+	@echo "             Docker's engine (started if none answers), local stand-in images,"
+	@echo "             the release binaries; web :8080, Zipkin :9411, Prometheus :9090"
+	@echo "make compose-down  stop it (volumes kept; VOLUMES=1 removes them), and the engine"
+	@echo "             if compose-up started it"
+	@echo "make test-compose  compose-up with the test build, the compose tests, compose-down"
 	@echo "make bench-runtimes  native vs WasmEdge (AOT and interpreter): time, memory, sizes"
 	@echo "make bench-observability  the same request mix with tracing + metrics on and off"
 	@echo "make bench-budget         grayscale + classify with the decode memory budget on and off"
@@ -106,6 +112,7 @@ test: lint daprd zipkin
 	rm -rf "$${STACK_TMP:-target/stack-tmp}"
 	cargo build --workspace --bins
 	$(MAKE) --no-print-directory validate-deploy
+	$(MAKE) --no-print-directory test-compose COMPOSE_BINARIES=target/debug
 	cargo test --workspace --no-fail-fast -- --skip runtimes::
 	$(MAKE) --no-print-directory wasmedge
 	STACK_RUNTIME=wasmedge cargo test --workspace --test e2e --no-fail-fast
@@ -223,3 +230,31 @@ $(CARGO_FUZZ):
 
 fuzz: $(CARGO_FUZZ)
 	@CARGO_FUZZ=$(CURDIR)/$(CARGO_FUZZ) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+# docker compose up, for real (scripts/compose.sh): the shipped
+# docker-compose.yml with deploy/compose/local.yml, which only swaps the
+# images for ones this machine can build (no registry reaches it). The
+# service images wrap the binaries of COMPOSE_BINARIES: release for
+# compose-up, the build `make test` already made for test-compose. Host
+# ports: WEB_PORT, ZIPKIN_PORT, PROMETHEUS_PORT (defaults 8080, 9411, 9090).
+COMPOSE_BINARIES ?= target/release
+VOLUMES ?=
+
+compose-up: daprd zipkin $(if $(filter target/release,$(COMPOSE_BINARIES)),build)
+	@scripts/compose.sh up $(COMPOSE_BINARIES)
+
+compose-down:
+	@scripts/compose.sh down $(if $(filter 1,$(VOLUMES)),--volumes)
+
+# The compose tests (tests/e2e/compose.rs, ignored in the ordinary passes)
+# against the running compose stack, one at a time (they restart parts of
+# it). A project and ports of its own, so neither `make up` nor a user's
+# `make compose-up` beside it is disturbed. The stack goes down whatever the
+# result, its volumes with it, so the next run starts fresh.
+TEST_COMPOSE_ENV := COMPOSE_PROJECT_NAME=dapr-wasm-stack-test WEB_PORT=18080 ZIPKIN_PORT=19411 PROMETHEUS_PORT=19090
+test-compose: daprd zipkin
+	@$(TEST_COMPOSE_ENV) scripts/compose.sh down --volumes >/dev/null 2>&1 || true
+	@status=0; \
+	$(TEST_COMPOSE_ENV) scripts/compose.sh up $(COMPOSE_BINARIES) && \
+	$(TEST_COMPOSE_ENV) cargo test --workspace --test e2e --no-fail-fast -- --ignored --test-threads 1 compose:: || status=$$?; \
+	$(TEST_COMPOSE_ENV) scripts/compose.sh down --volumes; exit $$status

@@ -6,8 +6,12 @@
 #
 #   scripts/compose-secrets.sh [--force] [dir]     (make compose-secrets)
 #
-# Every value is 32 random bytes as hex (256 bits). Files are mode 0600, the
-# folder 0700. What reads which file: deploy/compose/secrets/README.md.
+# Every value is 32 random bytes as hex (256 bits). The folder is 0700; env
+# files (read by `docker compose` itself) are 0600 and yours. Outside Swarm,
+# compose ignores a secret's uid/gid/mode and bind-mounts the file as it is,
+# so each file a container reads as a secret is given, last, to that
+# container's user (docker-compose.yml's `user:`), mode 0400: readable by it
+# and by no other user. What reads which file: deploy/compose/secrets/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +33,9 @@ events_pw=$(value events_db_password)
 write dapr-secrets.json "{\"DB_URL\": {\"MYSQL\": \"mysql://events:${events_pw}@mariadb:3306/events\"}}"
 write migrate-secrets.json "{\"DB_URL\": {\"MYSQL\": \"mysql://migrate:${migrate_pw}@mariadb:3306/events\"}}"
 value grafana_admin_password > /dev/null
+# MariaDB's root: a file, so it never shows in `docker logs` (as
+# MARIADB_RANDOM_ROOT_PASSWORD would print it). Nothing logs in as root.
+value db_root_password > /dev/null
 
 # Redis: requirepass for the server, REDIS_PASSWORD for the state store
 # component (envRef) in the image services' sidecars, REDISCLI_AUTH for the
@@ -87,3 +94,25 @@ if [ "$force" = 1 ] || [ ! -s "$sentry/issuer.key" ]; then
 "
   force=$force_was
 fi
+
+# The secrets' owners: the uid:gid each reading container runs as
+# (docker-compose.yml; `make validate-deploy` checks the two agree). Only
+# root can give a file away: anyone else gets a note (rootless Docker and
+# Docker Desktop map container users differently: deploy/compose/secrets/README.md).
+owners=(
+  db_password=999:999 events_db_password=999:999 db_root_password=999:999  # mariadb, db-grants
+  redis.conf=999:1000                                                       # redis
+  dapr-secrets.json=65532:65532                                             # events' sidecar
+  migrate-secrets.json=65531:65531                                          # the migrate job
+  sentry/ca.crt=65533:65533 sentry/issuer.crt=65533:65533 sentry/issuer.key=65533:65533  # sentry
+  grafana_admin_password=472:0                                              # grafana
+)
+for pair in "${owners[@]}"; do
+  f=$dir/${pair%%=*} owner=${pair##*=}
+  if [ "$(id -u)" = 0 ]; then
+    chown "$owner" "$f"
+    chmod 400 "$f"
+  elif [ "$(stat -c %u:%g "$f")" != "$owner" ]; then
+    echo "$who: $f must belong to $owner (the container user that reads it): run this as root, or see deploy/compose/secrets/README.md" >&2
+  fi
+done

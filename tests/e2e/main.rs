@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::panic, reason = "integration tests fail by panicking, with the reason")]
 
 mod backends;
+mod compose;
 mod events;
 mod faults;
 mod flow;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// A W3C trace context of our own, so the test knows the trace id before
 /// the request goes out.
-fn fresh_traceparent() -> (String, String, String) {
+pub(crate) fn fresh_traceparent() -> (String, String, String) {
     let id = stack::unique_id();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1);
     let seed = format!("{id}{nanos}");
@@ -31,7 +31,7 @@ fn fresh_traceparent() -> (String, String, String) {
     (format!("00-{trace_id}-{parent}-01"), trace_id, parent)
 }
 
-type Span = serde_json::Value;
+pub(crate) type Span = serde_json::Value;
 
 fn service_of(span: &Span) -> &str {
     span["localEndpoint"]["serviceName"].as_str().unwrap_or("")
@@ -53,7 +53,7 @@ fn orphans(spans: &[Span]) -> Vec<String> {
 
 /// The trace's spans once every one of `expect` (service, app span name) is
 /// there and the tree is whole (daprd exports in batches, seconds later).
-async fn wait_for_trace(zipkin: &str, trace_id: &str, expect: &[(&str, &str)]) -> Vec<Span> {
+pub(crate) async fn wait_for_trace(zipkin: &str, trace_id: &str, expect: &[(&str, &str)]) -> Vec<Span> {
     let client = HttpClient::new(Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = Vec::new();
@@ -93,7 +93,14 @@ fn parent<'a>(spans: &'a [Span], span: &Span) -> Option<&'a Span> {
 }
 
 /// The assertions the issue names: one trace, every hop, parented right.
-fn check_trace(spans: &[Span], trace_id: &str, client_span: &str, service: &str, route: &str, work: &[(&str, &str)]) {
+pub(crate) fn check_trace(
+    spans: &[Span],
+    trace_id: &str,
+    client_span: &str,
+    service: &str,
+    route: &str,
+    work: &[(&str, &str)],
+) {
     assert!(spans.iter().all(|s| s["traceId"] == trace_id), "one trace id throughout");
     // A tree: every span's parent is in the trace, except the root, whose
     // parent is the test's own client span.
@@ -289,6 +296,16 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let prom = stack.prometheus.as_ref().expect("prometheus");
+    assert_every_dashboard_query_answers(&prom.url(""), more).await;
+}
+
+/// The same against any Prometheus (`base`: `http://host:port/`): the
+/// compose stack's too.
+pub(crate) async fn assert_every_dashboard_query_answers<F, Fut>(base: &str, more: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let queries: Vec<(String, String, String)> = dashboards()
         .iter()
         .flat_map(|p| {
@@ -303,7 +320,7 @@ where
     loop {
         let mut empty = Vec::new();
         for (file, title, expr) in &queries {
-            match prom.query(&client, expr).await {
+            match stack::prometheus::query_at(&client, base, expr).await {
                 Ok(series) if !series.is_empty() => {}
                 Ok(_) => empty.push(format!("{file} / {title}: {expr}")),
                 Err(e) => panic!("{file} / {title}: {e}"),

@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -80,7 +83,8 @@ func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
 	var errs problems
 	want := ByAppID(makeUp)
 
-	// Sidecars: found by image, tied to their app by network_mode.
+	// Sidecars: found by image, tied to their app by the network namespace
+	// both join: their pod's (see podOf).
 	sidecars := map[string]composeSidecar{} // by app id
 	for name, s := range p.Services {
 		if !strings.HasPrefix(s.Image, "daprio/daprd") {
@@ -89,9 +93,9 @@ func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
 		if s.Image != daprdImage {
 			errs.add("%s: sidecar image %s, want %s (the Dapr version tools/daprd builds)", name, s.Image, daprdImage)
 		}
-		app, ok := strings.CutPrefix(s.NetworkMode, "service:")
-		if !ok {
-			errs.add("%s: network_mode %q, want service:<app> (the sidecar shares its app's network namespace)", name, s.NetworkMode)
+		app, err := appOfSidecar(p, name, s)
+		if err != nil {
+			errs.add("%v", err)
 			continue
 		}
 		if len(s.Command) == 0 || s.Command[0] != "/daprd" {
@@ -125,6 +129,7 @@ func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
 
 	checkComposeServices(&errs, root, p)
 	checkComposeSecrets(&errs, root, p, sidecars)
+	checkComposeSecretOwners(&errs, p)
 	checkComposeSecurity(&errs, p, sidecars, want)
 	checkComposeGrants(&errs, p)
 	checkPrometheusTargets(&errs, root, p, sidecars, want)
@@ -134,6 +139,52 @@ func CheckCompose(root string, p *types.Project, makeUp []Sidecar) []error {
 	checkTemplateVars(&errs, p, "grafana", "/etc/grafana/provisioning")
 	checkTemplateVars(&errs, p, "web", "/etc/nginx/templates")
 	return errs
+}
+
+// appOfSidecar finds the app a sidecar serves: the one other service in
+// the network namespace the sidecar joins, which must be held by a pod
+// service (a process that never exits, named on the network as the app):
+// joined to the app itself, a sidecar keeps the namespace of the app's
+// dead container after a restart and loses the app.
+func appOfSidecar(p *types.Project, name string, s types.ServiceConfig) (string, error) {
+	pod, ok := strings.CutPrefix(s.NetworkMode, "service:")
+	if !ok {
+		return "", fmt.Errorf("%s: network_mode %q, want service:<app>-pod (the namespace its app joins too)", name, s.NetworkMode)
+	}
+	holder, ok := p.Services[pod]
+	if !ok {
+		return "", fmt.Errorf("%s: network_mode names %s, which is not a service", name, pod)
+	}
+	if holder.NetworkMode != "" || strings.HasPrefix(holder.Image, "daprio/") || holder.Build != nil {
+		return "", fmt.Errorf("%s: network_mode names %s, which must be a pod holding the namespace, not the app or a sidecar (a restarted app would be lost to its sidecar)", name, pod)
+	}
+	var apps []string
+	for other, o := range p.Services {
+		if other != name && o.NetworkMode == s.NetworkMode && !strings.HasPrefix(o.Image, "daprio/") {
+			apps = append(apps, other)
+		}
+	}
+	if len(apps) != 1 {
+		return "", fmt.Errorf("%s: %d apps share its network namespace %s (%v), want one", name, len(apps), pod, apps)
+	}
+	app := apps[0]
+	if net, ok := holder.Networks["default"]; !ok || net == nil || !slices.Contains(net.Aliases, app) {
+		return "", fmt.Errorf("%s: must be named %s on the default network (aliases), the name other services reach the app at", pod, app)
+	}
+	if d, ok := p.Services[app].DependsOn[pod]; !ok || d.Condition != types.ServiceConditionStarted {
+		return "", fmt.Errorf("%s: must depend on its pod %s with service_started", app, pod)
+	}
+	return app, nil
+}
+
+// isPod: a service whose network namespace others join (appOfSidecar).
+func isPod(p *types.Project, name string) bool {
+	for _, s := range p.Services {
+		if s.NetworkMode == "service:"+name {
+			return true
+		}
+	}
+	return false
 }
 
 var templateVar = regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)\}`)
@@ -303,6 +354,8 @@ func checkComposeServices(errs *problems, root string, p *types.Project) {
 		s := p.Services[name]
 		// daprd and sentry: distroless, nothing to run a check with.
 		sidecar := strings.HasPrefix(s.Image, "daprio/")
+		// A pod holds a network namespace and runs nothing to check.
+		pod := isPod(p, name)
 		oneShot := s.Restart == "no"
 		if !pinnedTag.MatchString(s.Image) {
 			errs.add("%s: image %q is not pinned to a version (a tag starting with a digit, or a digest)", name, s.Image)
@@ -330,7 +383,7 @@ func checkComposeServices(errs *problems, root string, p *types.Project) {
 		// (distroless, nothing to run a check with; the app's /readyz
 		// includes its sidecar).
 		hc := s.HealthCheck
-		if !sidecar && !oneShot && (hc == nil || (len(hc.Test) == 0 && !hc.Disable)) {
+		if !sidecar && !oneShot && !pod && (hc == nil || (len(hc.Test) == 0 && !hc.Disable)) {
 			errs.add("%s: no healthcheck", name)
 		}
 		for dep, d := range s.DependsOn {
@@ -340,7 +393,7 @@ func checkComposeServices(errs *problems, root string, p *types.Project) {
 				continue
 			}
 			healthy := target.HealthCheck != nil && !target.HealthCheck.Disable && len(target.HealthCheck.Test) > 0
-			isOwnApp := s.NetworkMode == "service:"+dep
+			isOwnApp := s.NetworkMode != "" && target.NetworkMode == s.NetworkMode
 			switch {
 			case target.Restart == "no" && d.Condition != types.ServiceConditionCompletedSuccessfully:
 				errs.add("%s: depends on the one-shot %s with %s, want service_completed_successfully", name, dep, d.Condition)
@@ -460,6 +513,52 @@ func dockerfileTargets(errs *problems, p *types.Project) map[string]bool {
 		f.Close()
 	}
 	return targets
+}
+
+// checkComposeSecretOwners: outside Swarm a secret is the host file
+// bind-mounted as it is (compose ignores uid/gid/mode), so each file must
+// belong to the one user all its readers run as, mode 0400
+// (scripts/compose-secrets.sh gives them away), and no reader may need a
+// uid/gid/mode that would only work in Swarm.
+func checkComposeSecretOwners(errs *problems, p *types.Project) {
+	readers := map[string]map[string][]string{} // secret -> user -> services
+	for name, s := range p.Services {
+		for _, sec := range s.Secrets {
+			if sec.UID != "" || sec.GID != "" || sec.Mode != nil {
+				errs.add("%s: secret %s sets uid/gid/mode, which compose ignores outside Swarm: give the file its owner instead", name, sec.Source)
+			}
+			if readers[sec.Source] == nil {
+				readers[sec.Source] = map[string][]string{}
+			}
+			readers[sec.Source][s.User] = append(readers[sec.Source][s.User], name)
+		}
+	}
+	for secret, users := range readers {
+		if len(users) != 1 {
+			errs.add("secret %s: read by services running as different users %v; one file has one owner", secret, users)
+			continue
+		}
+		def, ok := p.Secrets[secret]
+		if !ok || def.File == "" {
+			continue
+		}
+		for user := range users {
+			info, err := os.Stat(def.File)
+			if err != nil {
+				continue // reported by checkComposeServices
+			}
+			st, ok := info.Sys().(*syscall.Stat_t)
+			if !ok || os.Geteuid() != 0 {
+				continue // only root can give files away: nothing to check
+			}
+			if got := fmt.Sprintf("%d:%d", st.Uid, st.Gid); got != user {
+				errs.add("secret %s: %s belongs to %s, but its readers run as %s (scripts/compose-secrets.sh)", secret, def.File, got, user)
+			}
+			if info.Mode().Perm() != 0o400 {
+				errs.add("secret %s: %s has mode %o, want 400 (its reader only)", secret, def.File, info.Mode().Perm())
+			}
+		}
+	}
 }
 
 // checkComposeSecrets: the database password reaches MariaDB and the Dapr

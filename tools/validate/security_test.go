@@ -355,8 +355,14 @@ func TestComposeSecretsScript(t *testing.T) {
 			}
 			return nil
 		}
-		if info.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %o, want 600", path, info.Mode().Perm())
+		// Env files stay the invoker's (compose reads them); the rest go to
+		// the container user that reads them, 0400, when root runs it.
+		want := os.FileMode(0o600)
+		if !strings.HasSuffix(path, ".env") && !strings.HasSuffix(path, "redis_password") && os.Geteuid() == 0 {
+			want = 0o400
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", path, info.Mode().Perm(), want)
 		}
 		raw, _ := os.ReadFile(path)
 		before[path] = string(raw)

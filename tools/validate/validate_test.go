@@ -46,8 +46,12 @@ func TestComposeWasmVariantRunsTheServicesUnderWasmEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	apps := 0
-	for _, s := range p.Services {
-		if app, ok := strings.CutPrefix(s.NetworkMode, "service:"); ok {
+	for name, s := range p.Services {
+		if strings.HasPrefix(s.Image, "daprio/daprd") {
+			app, err := appOfSidecar(p, name, s)
+			if err != nil {
+				t.Fatal(err)
+			}
 			apps++
 			a := p.Services[app]
 			if a.Platform != "wasi/wasm" || a.Runtime != "io.containerd.wasmedge.v1" || a.Build == nil || !strings.HasSuffix(a.Build.Target, "-wasm") {

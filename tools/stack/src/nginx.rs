@@ -49,6 +49,9 @@ impl NginxSpec {
             ("GRAYSCALE_DAPR", self.grayscale_dapr.clone()),
             ("CLASSIFY_DAPR", self.classify_dapr.clone()),
             ("EVENTS_DAPR", self.events_dapr.clone()),
+            // The upstreams are 127.0.0.1 addresses, which nginx never looks
+            // up; its resolver directive still needs a server.
+            ("WEB_RESOLVER", "127.0.0.1".to_owned()),
             ("ZIPKIN_URL", self.zipkin_url.trim_end_matches('/').to_owned()),
             ("WEB_MAX_BODY", self.max_body_bytes.to_string()),
             ("WEB_RATE", env_or("WEB_RATE", DEFAULT_WEB_RATE)),

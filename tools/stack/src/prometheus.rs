@@ -78,18 +78,24 @@ impl Prometheus {
 
     /// An instant query; the `data.result` array.
     pub async fn query(&self, client: &HttpClient, promql: &str) -> Result<Vec<serde_json::Value>, Error> {
-        let url = format!("{}?query={}", self.url("/api/v1/query"), encode(promql));
-        let reply = client.get(&url).await?;
-        let body = reply.json();
-        if body["status"] != "success" {
-            return Err(Error::msg(format!("query {promql:?}: {}", reply.text())));
-        }
-        Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+        query_at(client, &self.url(""), promql).await
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().map(Proc::pid)
     }
+}
+
+/// An instant query to the Prometheus at `base` (`http://host:port/`, any
+/// Prometheus, this harness's or another's); the `data.result` array.
+pub async fn query_at(client: &HttpClient, base: &str, promql: &str) -> Result<Vec<serde_json::Value>, Error> {
+    let url = format!("{}/api/v1/query?query={}", base.trim_end_matches('/'), encode(promql));
+    let reply = client.get(&url).await?;
+    let body = reply.json();
+    if body["status"] != "success" {
+        return Err(Error::msg(format!("query {promql:?}: {}", reply.text())));
+    }
+    Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
 /// Percent-encoding for a query-string value.
