@@ -458,8 +458,12 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 	for name, o := range byKind["Configuration"] {
 		configs++
 		c := o.(*configurationapi.Configuration)
-		if c.Spec.MTLSSpec == nil || c.Spec.MTLSSpec.Enabled == nil || !*c.Spec.MTLSSpec.Enabled {
-			errs.add("Configuration %s: mtls.enabled is not true", name)
+		// On Kubernetes mTLS is the control plane's (CheckDaprValues); an app
+		// Configuration's spec.mtls is refused by Dapr's CRD without
+		// controlPlaneTrustDomain and sentryAddress, which are the control
+		// plane's to know.
+		if c.Spec.MTLSSpec != nil {
+			errs.add("Configuration %s: spec.mtls is set: on Kubernetes mTLS comes from the control plane's daprsystem Configuration (deploy/kubernetes/dapr-values.yaml), and Dapr's CRD requires controlPlaneTrustDomain and sentryAddress with it", name)
 		}
 		if c.Spec.TracingSpec == nil || c.Spec.TracingSpec.Zipkin == nil {
 			errs.add("Configuration %s: no Zipkin tracing", name)
@@ -504,4 +508,37 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 	if !breaker {
 		errs.add("no Resiliency with a timeout, retry and circuit breaker on the events-service call")
 	}
+}
+
+// CheckDaprValues: the Dapr install the README prescribes
+// (deploy/kubernetes/dapr-values.yaml, Helm values) keeps mTLS on (the
+// apps' access control needs verified identities) and has the injector drop
+// ALL of daprd's capabilities (the namespace enforces Pod Security
+// `restricted`). The cluster test runs the real injector with these values.
+func CheckDaprValues(values map[string]any) []error {
+	var errs problems
+	global, _ := values["global"].(map[string]any)
+	mtls, _ := global["mtls"].(map[string]any)
+	if v, ok := mtls["enabled"]; ok && v != true {
+		errs.add("dapr-values.yaml: global.mtls.enabled %v: access control needs mTLS", v)
+	}
+	inj, _ := values["dapr_sidecar_injector"].(map[string]any)
+	if inj["sidecarDropALLCapabilities"] != true {
+		errs.add("dapr-values.yaml: dapr_sidecar_injector.sidecarDropALLCapabilities is not true: Pod Security `restricted` forbids every injected pod")
+	}
+	return errs
+}
+
+// LoadDaprValues reads deploy/kubernetes/dapr-values.yaml, the Helm values
+// the README prescribes for the Dapr install.
+func LoadDaprValues(root string) (map[string]any, error) {
+	raw, err := os.ReadFile(filepath.Join(root, KustomizeDir, "dapr-values.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var v map[string]any
+	if err := yaml.UnmarshalStrict(raw, &v); err != nil {
+		return nil, fmt.Errorf("dapr-values.yaml: %w", err)
+	}
+	return v, nil
 }
