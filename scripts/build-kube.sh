@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Builds the control plane scripts/kube-check.sh runs, from Go modules only:
-# etcd v3.6.5 (tools/etcd), kube-apiserver, kubectl and kube-controller-manager
-# v1.35.4 (tools/kube), and Dapr's sentry, operator and sidecar injector
-# (tools/dapr-control-plane, at the sidecar's dapr version) into .cache/tools/kube/,
-# only when this script, their go.mod/go.sum or the Go version changed. Cold: ~6-8 min of
-# 2 cores; Go's build cache makes a rebuild seconds. One go build at a time.
+# Builds what tools/validate's cluster test (make validate-deploy) runs, from
+# Go modules only, into .cache/tools/kube/: etcd v3.6.5 (tools/etcd);
+# kube-apiserver, kubectl and kube-controller-manager v1.35.4 (tools/kube);
+# Dapr's sentry, operator and sidecar injector at the sidecar's version
+# (tools/dapr-control-plane); Prometheus's config loader with Kubernetes
+# discovery (tools/promconfig). Only when this script, those modules or the
+# Go version changed. Cold: ~17 CPU-minutes, mostly Kubernetes (~9-11 min on
+# 2 idle cores); Go's build cache makes a rebuild seconds. One go build at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=.cache/tools/kube
-stamp=$( (cat "$0" tools/etcd/* tools/kube/* tools/dapr-control-plane/*; go version) | sha256sum | cut -d' ' -f1)
+stamp=$( (cat "$0" tools/etcd/* tools/kube/* tools/dapr-control-plane/* tools/promconfig/*; go version) | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
   exit 0
 fi
 
 mkdir -p "$out"
-echo "kube: building etcd, kube-apiserver, kubectl, kube-controller-manager and Dapr's control plane (cold: several minutes)"
+echo "kube: building etcd, Kubernetes, Dapr's control plane and promconfig into $out (cold: ~10 min)"
 start=$(date +%s)
 export CGO_ENABLED=0
 flags=(-trimpath -ldflags="-s -w")
@@ -33,5 +35,6 @@ if [ "$dv" != "$cv" ]; then
 fi
 ( cd tools/dapr-control-plane && go build -trimpath -ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$dv" \
     -o "../../$out/" github.com/dapr/dapr/cmd/sentry github.com/dapr/dapr/cmd/operator github.com/dapr/dapr/cmd/injector )
+( cd tools/promconfig && go build "${flags[@]}" -o "../../$out/promconfig" . )
 echo "$stamp" > "$out/stamp"
 echo "kube: built in $(( $(date +%s) - start )) s"
