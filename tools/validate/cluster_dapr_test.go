@@ -238,6 +238,8 @@ func (c *cluster) startDaprControlPlane(values map[string]any) {
 		time.Sleep(300 * time.Millisecond)
 	}
 
+	// The injector's webhook listens on ":port" (its Run ignores
+	// --listen-address in 1.16.5): on every interface, for the test's span.
 	injPort, injHealth := freePort(t), freePort(t)
 	c.route("dapr-system", "dapr-sidecar-injector", 443, injPort)
 	injector := c.start("injector", "injector",

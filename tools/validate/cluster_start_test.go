@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -64,6 +65,9 @@ func (c *cluster) start(name, binary string, env []string, args ...string) *exec
 	cmd := exec.Command(filepath.Join(c.bin, binary), args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// Killed with the test process too, should it die before its cleanups
+	// (a -timeout panic runs none).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -199,7 +200,9 @@ func (c *cluster) currentPods(t *testing.T) ([]corev1.Pod, []string) {
 	var deps appsv1.DeploymentList
 	var sets appsv1.ReplicaSetList
 	var stss appsv1.StatefulSetList
+	var jobs batchv1.JobList
 	var pods corev1.PodList
+	c.getJSON(t, &jobs, "-n", stackNamespace, "get", "jobs")
 	c.getJSON(t, &deps, "-n", stackNamespace, "get", "deployments")
 	c.getJSON(t, &sets, "-n", stackNamespace, "get", "replicasets")
 	c.getJSON(t, &stss, "-n", stackNamespace, "get", "statefulsets")
@@ -242,6 +245,11 @@ func (c *cluster) currentPods(t *testing.T) ([]corev1.Pod, []string) {
 		}
 		if !found {
 			missing = append(missing, "StatefulSet "+s.Name)
+		}
+	}
+	for _, j := range jobs.Items {
+		if !slices.ContainsFunc(pods.Items, func(p corev1.Pod) bool { return owned(p, "Job", j.Name) }) {
+			missing = append(missing, "Job "+j.Name)
 		}
 	}
 	return out, missing
