@@ -245,7 +245,9 @@ func (c *cluster) startDaprControlPlane(values map[string]any) {
 	injector := c.start("injector", "injector",
 		append(append(append(env, security...), injEnv...),
 			"SIDECAR_IMAGE=daprio/daprd:1.16.5", "DAPR_SENTRY_TOKEN_FILE="+c.identityToken("dapr-sidecar-injector", "injector", "dapr-injector"),
-			"ACTORS_ENABLED=false"),
+			// The chart's global.actors defaults (no placement runs here;
+			// the pods never start).
+			"ACTORS_ENABLED=true", "ACTORS_SERVICE_NAME=placement", "ACTORS_SERVICE_ADDRESS=dapr-placement-server:50005"),
 		"--kubeconfig", c.kubeconfig, "--port", fmt.Sprint(injPort),
 		"--healthz-listen-address", "127.0.0.1", "--healthz-port", fmt.Sprint(injHealth), "--enable-metrics=false")
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", injHealth), 60*time.Second, alive(injector, "injector"))
