@@ -238,6 +238,11 @@ func (c *cluster) startDaprControlPlane(values map[string]any) {
 		time.Sleep(300 * time.Millisecond)
 	}
 
+	// One difference from a cluster stays: the injector gives daprd the
+	// projected dapr-identity-token volume only when its own process has a
+	// token file at /var/run/secrets/dapr.io/sentrytoken (pkg/injector's
+	// pod_patch.go); a host process has none, so the injected pods here lack
+	// that volume (daprd would fall back to the service-account token).
 	// The injector's webhook listens on ":port" (its Run ignores
 	// --listen-address in 1.16.5): on every interface, for the test's span.
 	injPort, injHealth := freePort(t), freePort(t)
