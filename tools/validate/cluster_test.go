@@ -82,8 +82,14 @@ func TestClusterAdmitsEveryOverlay(t *testing.T) {
 			if out, err := c.kubectl("apply", "--server-side", "--dry-run=server", "-f", file); err != nil {
 				t.Errorf("server-side dry-run of %s: %v\n%s", name, err, serverErrors(out))
 			}
-			if out, err := c.kubectl("apply", "--server-side", "-f", file); err != nil {
+			out, err := c.kubectl("apply", "--server-side", "-f", file)
+			if err != nil {
 				t.Errorf("apply of %s: %v\n%s", name, err, serverErrors(out))
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "Warning") {
+					t.Logf("API server: %s", l)
+				}
 			}
 			pods := c.podsOfCurrentTemplates(t)
 			netpols := c.networkPolicies(t)
