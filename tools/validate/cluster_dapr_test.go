@@ -243,8 +243,10 @@ func (c *cluster) startDaprControlPlane(values map[string]any) {
 	// token file at /var/run/secrets/dapr.io/sentrytoken (pkg/injector's
 	// pod_patch.go); a host process has none, so the injected pods here lack
 	// that volume (daprd would fall back to the service-account token).
-	// The injector's webhook listens on ":port" (its Run ignores
-	// --listen-address in 1.16.5): on every interface, for the test's span.
+	// Dapr 1.16.5's healthz servers (sentry, injector, operator) and the
+	// injector's webhook listen on ":port" whatever --*listen-address says
+	// (pkg/healthz/server, the injector's Run): on every interface, on a
+	// random port, for the test's few seconds. Everything else is on 127.0.0.1.
 	injPort, injHealth := freePort(t), freePort(t)
 	c.route("dapr-system", "dapr-sidecar-injector", 443, injPort)
 	injector := c.start("injector", "injector",
