@@ -153,7 +153,10 @@ bench-budget: daprd build
 # The deployment files (tools/validate): the compose-spec loader Docker
 # Compose uses, kustomize build of every overlay decoded strictly into the
 # Kubernetes and Dapr Go types, dapr.yaml, all against `stackctl daprd-args`
-# (make up's sidecars). kustomize is installed once under .cache/; Go caches
+# (make up's sidecars); then every overlay through a real control plane on
+# 127.0.0.1 (etcd, kube-apiserver, kube-controller-manager, Dapr's sentry,
+# injector and operator, built by scripts/build-kube.sh into .cache/tools/kube:
+# cold several minutes, then seconds). kustomize is installed once under .cache/; Go caches
 # the build. -count=1: the tests read files Go's test cache cannot see
 # (through kustomize), so their results are never reused.
 KUSTOMIZE_VERSION := v5.7.1
@@ -176,8 +179,10 @@ k8s-secrets:
 validate-deploy: $(KUSTOMIZE) slo-rules-check
 	@scripts/compose-secrets.sh
 	@scripts/k8s-secrets.sh
+	@scripts/build-kube.sh
 	cargo build -p stack --bin stackctl
-	cd tools/validate && STACKCTL=$(CURDIR)/target/debug/stackctl KUSTOMIZE=$(CURDIR)/$(KUSTOMIZE) go test -count=1 ./...
+	cd tools/validate && STACKCTL=$(CURDIR)/target/debug/stackctl KUSTOMIZE=$(CURDIR)/$(KUSTOMIZE) \
+	  KUBE_BIN=$(CURDIR)/.cache/tools/kube go test -count=1 -timeout 15m ./...
 
 # The SLO recording rules: observability/slo/slos.yml (the one place the
 # targets are written) through sloth into observability/rules/slos.yml,

@@ -70,6 +70,84 @@ func Render(kustomize, dir string) ([]byte, error) {
 	return out, nil
 }
 
+// WebAndMonitoringDir holds the web front and the Prometheus and Grafana
+// ConfigMaps, built from files outside it (web/, observability/, grafana/).
+const WebAndMonitoringDir = KustomizeDir + "/web-and-monitoring"
+
+// RenderWebAndMonitoring runs `kustomize build --load-restrictor
+// LoadRestrictionsNone` on it (its files are the repository's one copy).
+func RenderWebAndMonitoring(kustomize, root string) ([]byte, error) {
+	var stderr bytes.Buffer
+	dir := filepath.Join(root, WebAndMonitoringDir)
+	cmd := exec.Command(kustomize, "build", "--load-restrictor", "LoadRestrictionsNone", dir)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w: %s", dir, err, stderr.String())
+	}
+	return out, nil
+}
+
+// CheckWebAndMonitoring: the nginx front is hardened like the apps, sends
+// each app's own Dapr API token to that app's sidecar Service, and the
+// Prometheus and Grafana ConfigMaps carry the repository's rules and every
+// dashboard.
+func CheckWebAndMonitoring(root string, objs []Object) []error {
+	var errs problems
+	byKind := map[string]map[string]any{}
+	for _, o := range objs {
+		if byKind[o.Kind] == nil {
+			byKind[o.Kind] = map[string]any{}
+		}
+		byKind[o.Kind][o.Name] = o.Obj
+	}
+	d, ok := byKind["Deployment"]["web"].(*appsv1.Deployment)
+	if !ok {
+		errs.add("web-and-monitoring: no Deployment web")
+		return errs
+	}
+	checkPodSpec(&errs, "Deployment web", &d.Spec.Template.Spec)
+	env := map[string]corev1.EnvVar{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e
+	}
+	for prefix, app := range map[string]string{"GRAYSCALE": "image-api-grayscale", "CLASSIFY": "image-api-classify", "EVENTS": "events-service"} {
+		if env[prefix+"_DAPR"].Value != app+"-dapr:80" {
+			errs.add("Deployment web: %s_DAPR %q, want %s-dapr:80 (the operator's Service for the sidecar's HTTP API)", prefix, env[prefix+"_DAPR"].Value, app)
+		}
+		tok := env[prefix+"_DAPR_TOKEN"]
+		if tok.ValueFrom == nil || tok.ValueFrom.SecretKeyRef == nil || tok.ValueFrom.SecretKeyRef.Name != app+"-dapr-api-token" {
+			errs.add("Deployment web: %s_DAPR_TOKEN must read the Secret %s-dapr-api-token", prefix, app)
+		}
+	}
+	if _, ok := byKind["Ingress"]["web"]; !ok {
+		errs.add("web-and-monitoring: no Ingress web")
+	}
+	prom, _ := byKind["ConfigMap"]["prometheus-dapr-wasm-stack"].(*corev1.ConfigMap)
+	dash, _ := byKind["ConfigMap"]["grafana-dashboards-dapr-wasm-stack"].(*corev1.ConfigMap)
+	if prom == nil || dash == nil {
+		errs.add("web-and-monitoring: the ConfigMaps prometheus-dapr-wasm-stack and grafana-dashboards-dapr-wasm-stack must exist")
+		return errs
+	}
+	for _, f := range []string{"alerts.yml", "slos.yml"} {
+		raw, _ := os.ReadFile(filepath.Join(root, "observability", "rules", f))
+		if prom.Data[f] != string(raw) {
+			errs.add("ConfigMap prometheus-dapr-wasm-stack: %s is not observability/rules/%s", f, f)
+		}
+	}
+	if dash.Labels["grafana_dashboard"] != "1" {
+		errs.add("ConfigMap grafana-dashboards-dapr-wasm-stack: no label grafana_dashboard: \"1\" (Grafana's sidecar would skip it)")
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "grafana", "dashboards", "*.json"))
+	for _, f := range files {
+		raw, _ := os.ReadFile(f)
+		if dash.Data[filepath.Base(f)] != string(raw) {
+			errs.add("ConfigMap grafana-dashboards-dapr-wasm-stack: %s missing or stale", filepath.Base(f))
+		}
+	}
+	return errs
+}
+
 // KubeSecretFiles checks that every file the base's secretGenerator reads
 // exists, without kustomize: the operator's secrets are not committed, and
 // kustomize alone would only say "no such file". The error says how to
@@ -127,6 +205,7 @@ var kinds = map[string]func() any{
 	"autoscaling/v2/HorizontalPodAutoscaler":   func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 	"policy/v1/PodDisruptionBudget":            func() any { return &policyv1.PodDisruptionBudget{} },
 	"networking.k8s.io/v1/NetworkPolicy":       func() any { return &networkingv1.NetworkPolicy{} },
+	"networking.k8s.io/v1/Ingress":             func() any { return &networkingv1.Ingress{} },
 	"node.k8s.io/v1/RuntimeClass":              func() any { return &nodev1.RuntimeClass{} },
 	"rbac.authorization.k8s.io/v1/Role":        func() any { return &rbacv1.Role{} },
 	"rbac.authorization.k8s.io/v1/RoleBinding": func() any { return &rbacv1.RoleBinding{} },
@@ -458,8 +537,12 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 	for name, o := range byKind["Configuration"] {
 		configs++
 		c := o.(*configurationapi.Configuration)
-		if c.Spec.MTLSSpec == nil || c.Spec.MTLSSpec.Enabled == nil || !*c.Spec.MTLSSpec.Enabled {
-			errs.add("Configuration %s: mtls.enabled is not true", name)
+		// On Kubernetes mTLS is the control plane's (CheckDaprValues); an app
+		// Configuration's spec.mtls is refused by Dapr's CRD without
+		// controlPlaneTrustDomain and sentryAddress, which are the control
+		// plane's to know.
+		if c.Spec.MTLSSpec != nil {
+			errs.add("Configuration %s: spec.mtls is set: on Kubernetes mTLS comes from the control plane's daprsystem Configuration (deploy/kubernetes/dapr-values.yaml), and Dapr's CRD requires controlPlaneTrustDomain and sentryAddress with it", name)
 		}
 		if c.Spec.TracingSpec == nil || c.Spec.TracingSpec.Zipkin == nil {
 			errs.add("Configuration %s: no Zipkin tracing", name)
@@ -504,4 +587,37 @@ func checkDaprResources(errs *problems, byKind map[string]map[string]any) {
 	if !breaker {
 		errs.add("no Resiliency with a timeout, retry and circuit breaker on the events-service call")
 	}
+}
+
+// CheckDaprValues: the Dapr install the README prescribes
+// (deploy/kubernetes/dapr-values.yaml, Helm values) keeps mTLS on (the
+// apps' access control needs verified identities) and has the injector drop
+// ALL of daprd's capabilities (the namespace enforces Pod Security
+// `restricted`). The cluster test runs the real injector with these values.
+func CheckDaprValues(values map[string]any) []error {
+	var errs problems
+	global, _ := values["global"].(map[string]any)
+	mtls, _ := global["mtls"].(map[string]any)
+	if v, ok := mtls["enabled"]; ok && v != true {
+		errs.add("dapr-values.yaml: global.mtls.enabled %v: access control needs mTLS", v)
+	}
+	inj, _ := values["dapr_sidecar_injector"].(map[string]any)
+	if inj["sidecarDropALLCapabilities"] != true {
+		errs.add("dapr-values.yaml: dapr_sidecar_injector.sidecarDropALLCapabilities is not true: Pod Security `restricted` forbids every injected pod")
+	}
+	return errs
+}
+
+// LoadDaprValues reads deploy/kubernetes/dapr-values.yaml, the Helm values
+// the README prescribes for the Dapr install.
+func LoadDaprValues(root string) (map[string]any, error) {
+	raw, err := os.ReadFile(filepath.Join(root, KustomizeDir, "dapr-values.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var v map[string]any
+	if err := yaml.UnmarshalStrict(raw, &v); err != nil {
+		return nil, fmt.Errorf("dapr-values.yaml: %w", err)
+	}
+	return v, nil
 }

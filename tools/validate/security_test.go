@@ -223,6 +223,14 @@ func TestKubeSecurityChecksCatchMutations(t *testing.T) {
 		{"events on the shared Configuration", "native", func(t *testing.T, objs []Object) {
 			deployment(t, objs, "events-service").Spec.Template.Annotations["dapr.io/config"] = "dapr-wasm-config"
 		}, "no accessControl"},
+		{"mtls in an app Configuration", "native", func(t *testing.T, objs []Object) {
+			on := true
+			for _, o := range objs {
+				if c, ok := o.Obj.(*configurationapi.Configuration); ok {
+					c.Spec.MTLSSpec = &configurationapi.MTLSSpec{Enabled: &on}
+				}
+			}
+		}, "spec.mtls is set"},
 		{"metrics on the app port", "native", func(t *testing.T, objs []Object) {
 			deployment(t, objs, "events-service").Spec.Template.Annotations["prometheus.io/port"] = "9007"
 		}, "prometheus.io/port"},
@@ -456,6 +464,30 @@ func TestMemoryBaselineMirrorsTheServices(t *testing.T) {
 		want := MemoryBaseline[app]
 		if want.Native != native<<20 || want.Wasm != wasm<<20 {
 			t.Errorf("%s: MEMORY_BASELINE is %d/%d MiB, tools/validate's MemoryBaseline %d/%d MiB", app, native, wasm, want.Native>>20, want.Wasm>>20)
+		}
+	}
+}
+
+// The Dapr install's values: as shipped they pass; mTLS off or daprd
+// keeping its capabilities fail.
+func TestDaprValues(t *testing.T) {
+	values, err := LoadDaprValues(RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	report(t, CheckDaprValues(values))
+	for name, mutate := range map[string]func(v map[string]any){
+		"mtls off": func(v map[string]any) {
+			v["global"] = map[string]any{"mtls": map[string]any{"enabled": false}}
+		},
+		"capabilities kept": func(v map[string]any) { delete(v, "dapr_sidecar_injector") },
+	} {
+		v, _ := LoadDaprValues(RepoRoot())
+		mutate(v)
+		if errs := CheckDaprValues(v); len(errs) == 0 {
+			t.Errorf("%s: no finding", name)
+		} else {
+			t.Logf("%s: %v", name, errs[0])
 		}
 	}
 }

@@ -226,3 +226,33 @@ func TestKubeCheckCatchesDrift(t *testing.T) {
 		}
 	}
 }
+
+// The web front and the Prometheus and Grafana ConfigMaps render (from the
+// repository's files), decode strictly and keep their promises; a web front
+// sending one app's token to another fails.
+func TestWebAndMonitoring(t *testing.T) {
+	root := RepoRoot()
+	kustomize, err := Kustomize(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := RenderWebAndMonitoring(kustomize, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := DecodeStrict(rendered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report(t, CheckWebAndMonitoring(root, objs))
+	swapped := strings.Replace(string(rendered), "name: image-api-classify-dapr-api-token", "name: image-api-grayscale-dapr-api-token", 1)
+	objs, err = DecodeStrict([]byte(swapped))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := CheckWebAndMonitoring(root, objs); len(errs) == 0 {
+		t.Error("no finding for the web front sending grayscale's token to classify")
+	} else {
+		t.Logf("swapped token: %v", errs[0])
+	}
+}
