@@ -113,10 +113,14 @@ distroless() {
     done
   fi
 }
-base_stamp=$( (echo "$root_stamp"; sed -n '/^distroless()/,/^}/p' "$0") | sha256sum | cut -c1-16)
+# What the cc base holds: glibc, libgcc, libstdc++ as distroless/cc, and
+# zlib, which the host's glibc builds of events-service and migrate link
+# (mysql_async's compression; the registry build is static musl).
+cc_packages=(libc6 libgcc-s1 libstdc++6 zlib1g)
+base_stamp=$( (echo "$root_stamp ${cc_packages[*]}"; sed -n '/^distroless()/,/^}/p' "$0") | sha256sum | cut -c1-16)
 work=$CACHE/compose/work
 if [ "$(stamp_of dapr-wasm-stack-local/distroless-cc)" != "$base_stamp" ]; then
-  distroless "$work/cc" libc6 libgcc-s1 libstdc++6
+  distroless "$work/cc" "${cc_packages[@]}"
   import dapr-wasm-stack-local/distroless-cc "$work/cc" "$base_stamp" --change 'USER 65532:65532'
 fi
 if [ "$(stamp_of dapr-wasm-stack-local/distroless-static)" != "$base_stamp" ]; then

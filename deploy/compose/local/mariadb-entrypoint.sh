@@ -4,8 +4,13 @@
 # MARIADB_USER (password from MARIADB_PASSWORD_FILE, all privileges on that
 # database), every /docker-entrypoint-initdb.d/*.sh sourced with
 # docker_process_sql at hand, then root's password from
-# MARIADB_ROOT_PASSWORD_FILE. Then mariadbd in the foreground.
+# MARIADB_ROOT_PASSWORD_FILE. Then mariadbd in the foreground. Any other
+# command (db-grants runs a script with the client) runs as it is.
 set -euo pipefail
+case "${1:-}" in
+  ''|-*|mariadbd|mysqld) [ "${1:-}" = mariadbd ] || [ "${1:-}" = mysqld ] && shift ;;
+  *) exec "$@" ;;
+esac
 datadir=/var/lib/mysql
 socket=/run/mysqld/mysqld.sock
 server=(mariadbd --no-defaults --datadir="$datadir" --socket="$socket" --pid-file=/run/mysqld/mysqld.pid
