@@ -437,7 +437,8 @@ func checkComposeServices(errs *problems, root string, p *types.Project) {
 	for _, s := range p.Services {
 		for dep, d := range s.DependsOn {
 			if p.Services[dep].Restart == "no" && d.Condition == types.ServiceConditionCompletedSuccessfully {
-				migrations = migrations || strings.Contains(strings.Join(p.Services[dep].Command, " "), "migrate")
+				// The command is the migrate binary's arguments (its image's entrypoint).
+				migrations = migrations || strings.Contains(strings.Join(p.Services[dep].Command, " "), "/migrations")
 			}
 		}
 	}

@@ -112,13 +112,17 @@ func CheckWebAndMonitoring(root string, objs []Object) []error {
 		env[e.Name] = e
 	}
 	for prefix, app := range map[string]string{"GRAYSCALE": "image-api-grayscale", "CLASSIFY": "image-api-classify", "EVENTS": "events-service"} {
-		if env[prefix+"_DAPR"].Value != app+"-dapr:80" {
-			errs.add("Deployment web: %s_DAPR %q, want %s-dapr:80 (the operator's Service for the sidecar's HTTP API)", prefix, env[prefix+"_DAPR"].Value, app)
+		// A full name: nginx resolves upstreams itself, with no search domains.
+		if want := fmt.Sprintf("%s-dapr.%s.svc.cluster.local:80", app, d.Namespace); env[prefix+"_DAPR"].Value != want {
+			errs.add("Deployment web: %s_DAPR %q, want %s (the operator's Service for the sidecar's HTTP API)", prefix, env[prefix+"_DAPR"].Value, want)
 		}
 		tok := env[prefix+"_DAPR_TOKEN"]
 		if tok.ValueFrom == nil || tok.ValueFrom.SecretKeyRef == nil || tok.ValueFrom.SecretKeyRef.Name != app+"-dapr-api-token" {
 			errs.add("Deployment web: %s_DAPR_TOKEN must read the Secret %s-dapr-api-token", prefix, app)
 		}
+	}
+	if env["WEB_RESOLVER"].Value == "" {
+		errs.add("Deployment web: WEB_RESOLVER must name the cluster's DNS (nginx looks the upstreams up through it)")
 	}
 	if _, ok := byKind["Ingress"]["web"]; !ok {
 		errs.add("web-and-monitoring: no Ingress web")

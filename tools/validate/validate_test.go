@@ -107,7 +107,7 @@ func TestComposeCheckCatchesDrift(t *testing.T) {
 		{"      - --dapr-http-port\n      - \"3503\"\n", "      - --dapr-http-port\n      - \"3599\"\n"},
 		{"      - 32Mi\n", "      - 4Mi\n"},
 		{"image: redis:7.4.1-alpine", "image: redis:latest"},
-		{"- \"127.0.0.1:8080:8080\"", "- \"8080:8080\""},
+		{"- \"127.0.0.1:${WEB_PORT:-8080}:8080\"", "- \"${WEB_PORT:-8080}:8080\""},
 	} {
 		if !strings.Contains(string(raw), drift[0]) {
 			t.Fatalf("docker-compose.yml has no %q", drift[0])
