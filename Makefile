@@ -180,7 +180,9 @@ validate-deploy: $(KUSTOMIZE) slo-rules-check
 	@scripts/compose-secrets.sh
 	@scripts/k8s-secrets.sh
 	@scripts/build-kube.sh
-	cargo build -p stack --bin stackctl
+	@# --workspace: the features `make test`'s build resolved, so stackctl
+	@# is already built there (-p stack alone rebuilt a hundred crates).
+	cargo build --workspace --bin stackctl
 	cd tools/validate && STACKCTL=$(CURDIR)/target/debug/stackctl KUSTOMIZE=$(CURDIR)/$(KUSTOMIZE) \
 	  KUBE_BIN=$(CURDIR)/.cache/tools/kube go test -count=1 -timeout 15m ./...
 

@@ -196,6 +196,10 @@ mod tests {
         };
         let text = std::fs::read_to_string(config_dir().join("default.conf.template")).expect("template");
         let out = render(&text, &spec.vars()).expect("every variable is defined");
-        assert!(out.contains("proxy_pass http://127.0.0.1:4/v1.0/invoke/events-service/method/events;"), "{out}");
+        assert!(out.contains("set $upstream \"127.0.0.1:4\";"), "{out}");
+        assert!(
+            out.contains("proxy_pass http://$upstream/v1.0/invoke/events-service/method/events$is_args$args;"),
+            "{out}"
+        );
     }
 }
