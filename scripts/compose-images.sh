@@ -22,7 +22,8 @@ export PATH=$PATH:/usr/sbin:/sbin
 
 binaries=${1:?usage: $0 <folder with image-api-grayscale, image-api-classify, events-service, migrate>}
 fail() { echo "compose-images: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || fail "debootstrap and chroot need root"
+# Only making an image needs root (debootstrap, chroot, file owners).
+need_root() { [ "$(id -u)" = 0 ] || fail "making $1 needs root (debootstrap, chroot, chown); run as root once"; }
 
 packages=(mariadb-server mariadb-client redis-server redis-tools nginx-light gettext-base prometheus
   openjdk-17-jre-headless busybox-static ca-certificates)
@@ -44,6 +45,7 @@ import() {
 root_stamp=$( (printf '%s\n' "${packages[@]}"; basename "$zipkin_jar"; echo v1) | sha256sum | cut -c1-16)
 root=$CACHE/compose/bookworm-root
 if [ "$(cat "$root/.stamp" 2>/dev/null)" != "$root_stamp" ]; then
+  need_root "the Debian root"
   mirror=$(debian_mirror) || fail "no Debian mirror in /etc/apt/sources.list{,.d/*}"
   # Built aside; a run that stopped after debootstrap goes on from there.
   tmp=$root.partial
@@ -92,6 +94,7 @@ fi
 distroless() {
   local dir=$1
   shift
+  need_root "$dir"
   rm -rf "$dir"
   mkdir -p "$dir"/{etc/ssl/certs,tmp,home/nonroot,usr/bin}
   chmod 1777 "$dir/tmp"
