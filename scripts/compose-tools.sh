@@ -17,7 +17,7 @@ BUILDX_VERSION=v0.39.1
 plugins=${DOCKER_CLI_PLUGINS:-/usr/local/lib/docker/cli-plugins}
 mkdir -p "$CACHE/bin" "$plugins"
 
-# build <name> <stamp> <command…>: runs the command (which writes
+# build <name> <stamp> <function>: runs the function (which writes
 # $CACHE/bin/<name>) unless the stamp is unchanged, then installs the plugin.
 build() {
   local name=$1 stamp=$2
@@ -35,12 +35,21 @@ build() {
   fi
 }
 
-stamp=$( (cat tools/compose/go.mod tools/compose/go.sum; go version) | sha256sum | cut -d' ' -f1)
-build docker-compose "$stamp" \
-  sh -c "cd tools/compose && CGO_ENABLED=0 go build -trimpath \
-    -ldflags='-s -w -X github.com/docker/compose/v5/internal.Version=v$(sed -n 's/^require github.com\/docker\/compose\/v5 v//p' tools/compose/go.mod)' \
-    -o '$CACHE/bin/docker-compose' github.com/docker/compose/v5/cmd"
-build docker-buildx "$(echo "$BUILDX_VERSION ldflags-version $(go version)" | sha256sum | cut -d' ' -f1)" \
-  sh -c "CGO_ENABLED=0 GOBIN='$CACHE/bin/buildx' go install -trimpath \
-    -ldflags='-s -w -X github.com/docker/buildx/version.Version=$BUILDX_VERSION' \
-    github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION && mv '$CACHE/bin/buildx/buildx' '$CACHE/bin/docker-buildx'"
+# Each writes $CACHE/bin/<plugin>, its version stamped in (compose refuses a
+# buildx that reports none).
+export CGO_ENABLED=0
+compose_version=$(sed -n 's/^require github.com\/docker\/compose\/v5 //p' tools/compose/go.mod)
+build_compose() {
+  (cd tools/compose && go build -trimpath \
+    -ldflags="-s -w -X github.com/docker/compose/v5/internal.Version=$compose_version" \
+    -o "$CACHE/bin/docker-compose" github.com/docker/compose/v5/cmd)
+}
+build_buildx() {
+  GOBIN=$CACHE/bin/buildx go install -trimpath \
+    -ldflags="-s -w -X github.com/docker/buildx/version.Version=$BUILDX_VERSION" \
+    "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
+  mv "$CACHE/bin/buildx/buildx" "$CACHE/bin/docker-buildx"
+}
+
+build docker-compose "$( (cat tools/compose/go.mod tools/compose/go.sum; go version) | sha256sum | cut -d' ' -f1)" build_compose
+build docker-buildx "$(echo "$BUILDX_VERSION ldflags-version $(go version)" | sha256sum | cut -d' ' -f1)" build_buildx
